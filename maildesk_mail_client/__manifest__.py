@@ -1,0 +1,24 @@
+{
+    "name": "MailDesk Mail Client",
+    "summary": "Read and answer Gmail, Outlook and IMAP mail inside Odoo: fast sync engine and inbox",
+    "version": "18.0.4.1.0",
+    "category": "Productivity/Discuss",
+    "author": "MailDesk",
+    "website": "https://github.com/maildesk/maildesk",
+    "license": "LGPL-3",
+    "depends": ["mail", "contacts", "google_gmail", "microsoft_outlook"],
+    "external_dependencies": {
+        "python": ["imapclient", "googleapiclient", "google.auth", "msal", "requests"],
+    },
+    "data": [
+        "security/maildesk_security.xml",
+        "security/ir.model.access.csv",
+        "data/ir_cron_data.xml",
+        "views/mailbox_account_views.xml",
+        "views/maildesk_folder_views.xml",
+        "views/maildesk_message_index_views.xml",
+        "views/maildesk_menus.xml",
+    ],
+    "application": True,
+    "installable": True,
+}

@@ -1,0 +1,48 @@
+"""Errors the engine understands.
+
+Providers translate their libraries' exceptions into these, so the engine
+can decide what to do (back off, ask the admin to reconnect, reconcile
+folders) without knowing imapclient, googleapiclient or requests.
+Every message is written for the admin who reads it on the account form.
+"""
+
+
+class MailboxError(Exception):
+    """Base class. ``str(error)`` is a sentence a human can act on."""
+
+    #: transient errors are retried with backoff; others need a person
+    transient = True
+
+
+class AuthenticationFailed(MailboxError):
+    """The server refused the credentials or the token was revoked.
+
+    The account goes to "reconnect needed" and the crons skip it until an
+    admin fixes it: retrying a bad password only gets the account locked.
+    """
+
+    transient = False
+
+
+class ConnectionFailed(MailboxError):
+    """The server could not be reached or spoken to.
+
+    ``kind`` is one of ``host`` (name does not resolve), ``refused``,
+    ``tls``, ``timeout``, ``network`` (anything else on the socket).
+    """
+
+    def __init__(self, message, kind="network"):
+        super().__init__(message)
+        self.kind = kind
+
+
+class ServerError(MailboxError):
+    """The server answered, but with an error we did not expect."""
+
+
+class FolderNotFound(MailboxError):
+    """A folder we know of is gone on the server (deleted or renamed)."""
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = path

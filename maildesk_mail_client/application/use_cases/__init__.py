@@ -1,0 +1,14 @@
+"""The engine's use cases, one module each, in the order of DESIGN §3.
+
+- :mod:`.discover_folders`  flow 1: folders, roles, renames, deletions
+- :mod:`.bootstrap_account` flow 1: newest first, first chunk at once
+- :mod:`.backfill`          flow 1: older history, claimed with SKIP LOCKED
+- :mod:`.sync_account`      flow 2: incremental sync, INBOX first
+- :mod:`.account_run`       the lease, error and notification rules they share
+"""
+
+from .backfill import backfill
+from .bootstrap_account import bootstrap_account
+from .sync_account import sync_account
+
+__all__ = ["backfill", "bootstrap_account", "sync_account"]

@@ -1,0 +1,57 @@
+"""Flow 1, last step: progressive backfill of older history.
+
+Lower priority than incremental sync: it runs from its own cron, claims
+one folder at a time with FOR UPDATE SKIP LOCKED so workers on several
+hosts share the folders, and skips any account whose sync lease is held.
+It stops at ``deadline`` and reports what is left, so the cron re-queues
+itself while history remains.
+"""
+
+import logging
+
+from ..domain import BackfillState
+from ..errors import FolderNotFound
+from .account_run import run_on_account
+from .folder_steps import open_folder, walk_down
+
+_logger = logging.getLogger(__name__)
+
+
+def backfill(ctx, deadline, max_messages_per_folder=None):
+    """Returns (folders visited, messages indexed, folders still pending)."""
+    visited = indexed = 0
+    busy_accounts = set()
+    while ctx.clock.monotonic() < deadline:
+        claimed = ctx.folders.claim_backfill(limit=1, exclude_accounts=sorted(busy_accounts))
+        if not claimed:
+            break
+        folder = claimed[0]
+        counted = []
+        report = run_on_account(
+            ctx, folder.account_id,
+            lambda run, f=folder: counted.append(_backfill_folder(run, f, deadline, max_messages_per_folder)),
+        )
+        if report is None or not counted or counted[0] is None:
+            # Busy with incremental sync, failed (the account now backs off),
+            # or the folder could not be opened: leave the account for this run.
+            busy_accounts.add(folder.account_id)
+            ctx.checkpoint.commit()  # let go of the row lock
+            continue
+        visited += 1
+        indexed += counted[0]
+    ctx.checkpoint.commit()
+    return visited, indexed, ctx.folders.count_backfill_pending()
+
+
+def _backfill_folder(run, claimed, deadline, max_messages):
+    # Re-read under the lease: the claim may predate another worker's progress.
+    folder = run.ctx.folders.get(claimed.id)
+    if folder is None or folder.backfill_state == BackfillState.DONE:
+        return 0
+    try:
+        if open_folder(run, folder) is None:
+            return None  # reset; bootstrap starts it over
+    except FolderNotFound:
+        _logger.info("Folder %s vanished before its backfill; discovery will drop it.", folder.path)
+        return None
+    return walk_down(run, folder, max_messages or float("inf"), deadline)

@@ -1,0 +1,7 @@
+from . import ir_websocket
+from . import mailbox_account
+from . import maildesk_account_lease
+from . import maildesk_folder
+from . import maildesk_ingest_queue
+from . import maildesk_message_index
+from . import maildesk_ui_cache

@@ -1,0 +1,258 @@
+import logging
+import time
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+
+from ..application.errors import MailboxError
+from ..application.use_cases import backfill, bootstrap_account, sync_account
+from ..orm.engine_context import engine_context
+from ..orm.int8 import Int8
+from ..providers.imap.connection import ImapConfig, probe
+from ..repositories import AccountRepository
+
+_logger = logging.getLogger(__name__)
+
+# Seconds a cron run may work before it reports progress and yields the worker.
+CRON_TIME_BUDGET = 120
+
+# Changing any of these may fix what made the account need a reconnect.
+_CREDENTIAL_FIELDS = {
+    "imap_host", "imap_port", "imap_security", "imap_login", "imap_password", "imap_verify_tls",
+    "google_gmail_refresh_token", "microsoft_outlook_refresh_token",
+}
+
+
+class MailboxAccount(models.Model):
+    _name = "mailbox.account"
+    _description = "Mailbox Account"
+    _inherit = ["mail.thread", "bus.listener.mixin", "google.gmail.mixin", "microsoft.outlook.mixin"]
+    _order = "name, id"
+
+    # Graph, not IMAP: the Outlook provider reads mail through Microsoft Graph.
+    _OUTLOOK_SCOPE = "https://graph.microsoft.com/Mail.ReadWrite"
+
+    name = fields.Char(required=True, tracking=True)
+    email = fields.Char(string="Email Address")
+    provider = fields.Selection(
+        [("imap", "IMAP"), ("gmail", "Gmail"), ("outlook", "Outlook / Microsoft 365")],
+        required=True, default="imap", tracking=True,
+    )
+    active = fields.Boolean(default=True)
+    sync_enabled = fields.Boolean(default=True, tracking=True,
+                                  help="Untick to pause every scheduled sync of this account.")
+
+    # Who may see it
+    user_id = fields.Many2one("res.users", string="Owner", required=True, index=True,
+                              default=lambda self: self.env.user, tracking=True)
+    is_shared = fields.Boolean(string="Shared Mailbox", tracking=True)
+    access_user_ids = fields.Many2many(
+        "res.users", "maildesk_account_access_rel", "account_id", "user_id",
+        string="Shared With", help="Users who may read this shared mailbox, besides its owner.",
+    )
+
+    # IMAP connection
+    imap_host = fields.Char(string="IMAP Server")
+    imap_port = fields.Integer(string="Port", default=993)
+    imap_security = fields.Selection(
+        [("ssl", "SSL/TLS"), ("starttls", "STARTTLS"), ("none", "None (plain text)")],
+        string="Security", default="ssl",
+    )
+    imap_login = fields.Char(string="Login")
+    imap_password = fields.Char(string="Password", groups="maildesk_mail_client.group_maildesk_admin",
+                                copy=False)
+    imap_verify_tls = fields.Boolean(string="Verify Certificate", default=True,
+                                     help="Untick only for a server with a self-signed certificate you trust.")
+
+    # Sync state, written by the engine
+    auth_state = fields.Selection(
+        [("ok", "Connected"), ("reconnect_needed", "Reconnect Needed")],
+        default="ok", required=True, readonly=True, tracking=True,
+    )
+    last_sync_at = fields.Datetime(readonly=True)
+    last_error = fields.Text(readonly=True)
+    last_error_at = fields.Datetime(readonly=True)
+    failure_count = fields.Integer(readonly=True, help="Failed sync runs in a row.")
+    backoff_until = fields.Datetime(readonly=True, help="No sync is attempted before this time.")
+    folders_synced_at = fields.Datetime(readonly=True)
+    gmail_history_id = Int8(readonly=True, copy=False)
+    sync_status = fields.Selection(
+        [("ok", "Up to date"), ("bootstrap", "Loading"), ("backoff", "Retrying later"),
+         ("reconnect_needed", "Reconnect needed"), ("paused", "Paused")],
+        compute="_compute_sync_status",
+    )
+
+    folder_ids = fields.One2many("maildesk.folder", "account_id", string="Folders")
+    folder_count = fields.Integer(compute="_compute_counts")
+    message_count = fields.Integer(string="Indexed Messages", compute="_compute_counts")
+
+    _sql_constraints = [
+        ("imap_port_range", "CHECK(imap_port IS NULL OR (imap_port >= 0 AND imap_port <= 65535))",
+         "The port must be between 0 and 65535."),
+    ]
+
+    @api.depends("auth_state", "backoff_until", "sync_enabled", "folder_ids.sync_state")
+    def _compute_sync_status(self):
+        now = fields.Datetime.now()
+        for account in self:
+            if not account.sync_enabled:
+                account.sync_status = "paused"
+            elif account.auth_state == "reconnect_needed":
+                account.sync_status = "reconnect_needed"
+            elif account.backoff_until and account.backoff_until > now:
+                account.sync_status = "backoff"
+            elif not account.folders_synced_at or any(
+                f.sync_state != "incremental" for f in account.folder_ids if f.selectable
+            ):
+                account.sync_status = "bootstrap"
+            else:
+                account.sync_status = "ok"
+
+    def _compute_counts(self):
+        folders = dict(self.env["maildesk.folder"]._read_group(
+            [("account_id", "in", self.ids)], ["account_id"], ["__count"]))
+        messages = dict(self.env["maildesk.message_index"]._read_group(
+            [("account_id", "in", self.ids), ("deleted_on_server", "=", False)], ["account_id"], ["__count"]))
+        for account in self:
+            account.folder_count = folders.get(account, 0)
+            account.message_count = messages.get(account, 0)
+
+    # ------------------------------------------------------------------
+    # CRUD: a fixed credential ends "reconnect needed"; a new account syncs now
+    # ------------------------------------------------------------------
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        accounts = super().create(vals_list)
+        accounts._maildesk_wake_sync()
+        return accounts
+
+    def write(self, vals):
+        if _CREDENTIAL_FIELDS & set(vals) and "auth_state" not in vals:
+            vals = {**vals, "auth_state": "ok", "failure_count": 0, "backoff_until": False}
+        result = super().write(vals)
+        if _CREDENTIAL_FIELDS & set(vals) or vals.get("sync_enabled"):
+            self._maildesk_wake_sync()
+        return result
+
+    # ------------------------------------------------------------------
+    # Buttons
+    # ------------------------------------------------------------------
+
+    def action_test_connection(self):
+        self.ensure_one()
+        if self.provider != "imap":
+            raise UserError(_("Test connection checks IMAP accounts; %s accounts connect through OAuth.",
+                              self.provider))
+        try:
+            message = probe(self.sudo()._maildesk_imap_config())
+        except MailboxError as error:
+            raise UserError(str(error)) from error
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {"title": _("Connection successful"), "message": message,
+                       "type": "success", "sticky": False},
+        }
+
+    def action_sync_now(self):
+        self.write({"auth_state": "ok", "failure_count": 0, "backoff_until": False})
+        self._maildesk_wake_sync()
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {"message": _("Sync started. New mail appears in a few seconds."),
+                       "type": "info", "sticky": False},
+        }
+
+    def action_open_folders(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Folders"),
+            "res_model": "maildesk.folder",
+            "view_mode": "list,form",
+            "domain": [("account_id", "=", self.id)],
+            "context": {"default_account_id": self.id},
+        }
+
+    def action_open_messages(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("maildesk_mail_client.action_maildesk_message_index")
+        action["domain"] = [("account_id", "=", self.id)]
+        return action
+
+    # ------------------------------------------------------------------
+    # Extension points (no-ops in Basic; Pro overrides them)
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _maildesk_after_message_index_upserted(self, account_id, folder, uid, index_id, is_new):
+        """Called after every index row the engine inserted or changed."""
+
+    @api.model
+    def _maildesk_enqueue_folder_open_prefetch(self, account_id, folder_id, top_index_ids):
+        """Called when a folder list is rendered, with the rows on screen."""
+
+    # ------------------------------------------------------------------
+    # Engine plumbing
+    # ------------------------------------------------------------------
+
+    def _maildesk_imap_config(self):
+        self.ensure_one()
+        if not (self.imap_host and self.imap_login):
+            raise UserError(_("Account %s has no IMAP server or login.", self.display_name))
+        return ImapConfig(
+            host=self.imap_host, port=self.imap_port, security=self.imap_security,
+            login=self.imap_login, password=self.imap_password or "",
+            verify_tls=self.imap_verify_tls,
+        )
+
+    def _maildesk_notify_index_changed(self, payload):
+        """One notification per sync run, on the account's own channel.
+
+        Only users who may read the account subscribe to that channel
+        (see ir_websocket.py), so a shared inbox never leaks.
+        """
+        self._bus_send("maildesk/index_changed", payload)
+
+    def _maildesk_wake_sync(self):
+        if any(account.provider == "imap" and account.sync_enabled for account in self):
+            self.env.ref("maildesk_mail_client.ir_cron_maildesk_bootstrap")._trigger()
+            self.env.ref("maildesk_mail_client.ir_cron_maildesk_imap_incremental")._trigger()
+
+    # ------------------------------------------------------------------
+    # Crons
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _cron_maildesk_bootstrap(self):
+        self._maildesk_run_accounts("due_for_bootstrap", bootstrap_account)
+
+    @api.model
+    def _cron_maildesk_imap_incremental(self):
+        self._maildesk_run_accounts("due_for_sync", sync_account)
+
+    @api.model
+    def _cron_maildesk_backfill(self):
+        ctx = engine_context(self.env)
+        visited, indexed, pending = backfill(ctx, deadline=time.monotonic() + CRON_TIME_BUDGET)
+        _logger.info("MailDesk backfill: %d folder(s), %d message(s) indexed, %d folder(s) pending.",
+                     visited, indexed, pending)
+        self.env.invalidate_all()
+        self.env["ir.cron"]._notify_progress(done=visited, remaining=pending)
+
+    def _maildesk_run_accounts(self, selector, use_case):
+        ctx = engine_context(self.env)
+        deadline = time.monotonic() + CRON_TIME_BUDGET
+        account_ids = getattr(AccountRepository(self.env.cr), selector)("imap")
+        done = remaining = 0
+        for position, account_id in enumerate(account_ids):
+            if time.monotonic() >= deadline:
+                remaining += len(account_ids) - position
+                break
+            report = use_case(ctx, account_id, deadline)
+            done += 1
+            remaining += report.remaining if report else 0
+        self.env.invalidate_all()
+        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)

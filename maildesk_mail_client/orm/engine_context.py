@@ -1,0 +1,146 @@
+"""Build the engine's :class:`EngineContext` on an Odoo environment.
+
+The stores run their SQL on ``env.cr``; leases get a cursor of their own
+that commits at once (see repositories/account_lease.py). Cron runs commit
+at every checkpoint; under the test runner, where a commit would break the
+test transaction, checkpoints are savepoints instead — the same idiom as
+mail's ``auto_commit`` in ``mail.mail``.
+"""
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+
+from odoo import fields
+
+from ..application.ports import EngineContext, SyncSettings
+from ..providers.imap.connection import ImapConfig
+from ..providers.imap.session import ImapSessionAdapter
+from ..repositories import (
+    AccountLeaseRepository,
+    AccountRepository,
+    FolderRepository,
+    MessageIndexRepository,
+)
+
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _testing():
+    return getattr(threading.current_thread(), "testing", False)
+
+
+class OdooCheckpoint:
+    """Commit (or, under tests, move a savepoint) so work so far is durable."""
+
+    _SAVEPOINT = "maildesk_checkpoint"
+
+    def __init__(self, env):
+        self.env = env
+        self.auto_commit = not _testing()
+        if not self.auto_commit:
+            env.cr.execute(f"SAVEPOINT {self._SAVEPOINT}")
+
+    def commit(self):
+        self.env.flush_all()
+        if self.auto_commit:
+            self.env.cr.commit()
+        else:
+            self.env.cr.execute(f"RELEASE SAVEPOINT {self._SAVEPOINT}; SAVEPOINT {self._SAVEPOINT}")
+
+    def rollback(self):
+        if self.auto_commit:
+            self.env.cr.rollback()
+        else:
+            self.env.cr.execute(f"ROLLBACK TO SAVEPOINT {self._SAVEPOINT}")
+        self.env.invalidate_all()
+
+
+class OdooHooks:
+    def __init__(self, env):
+        self.env = env
+
+    def after_upsert(self, account_id, folder_id, uid, index_id, is_new):
+        self.env["mailbox.account"]._maildesk_after_message_index_upserted(
+            account_id, self.env["maildesk.folder"].browse(folder_id), uid, index_id, is_new
+        )
+
+
+class OdooNotifier:
+    def __init__(self, env):
+        self.env = env
+
+    def index_changed(self, report):
+        self.env["mailbox.account"].browse(report.account_id)._maildesk_notify_index_changed(report.as_payload())
+
+
+class OdooScheduler:
+    def __init__(self, env):
+        self.env = env
+
+    def wake_bootstrap(self):
+        self.env.ref("maildesk_mail_client.ir_cron_maildesk_bootstrap")._trigger()
+
+
+class OdooClock:
+    def now(self):
+        return fields.Datetime.now()
+
+    def monotonic(self):
+        return time.monotonic()
+
+
+def lease_transaction(env):
+    """A context manager opening a short transaction of its own for each lease call."""
+
+    @contextlib.contextmanager
+    def transaction():
+        with env.registry.cursor() as cr:
+            yield cr
+
+    return transaction
+
+
+def imap_session_factory(env):
+    def open_session(account_id):
+        # sudo: the cron user needs the password, which only admins may read.
+        account = env["mailbox.account"].sudo().browse(account_id)
+        return ImapSessionAdapter.open(account._maildesk_imap_config())
+
+    return open_session
+
+
+def settings_from_params(env):
+    params = env["ir.config_parameter"].sudo()
+    defaults = SyncSettings()
+    return SyncSettings(
+        first_chunk=int(params.get_param("maildesk.first_chunk", defaults.first_chunk)),
+        chunk=int(params.get_param("maildesk.chunk", defaults.chunk)),
+        bootstrap_limit=int(params.get_param("maildesk.bootstrap_limit", defaults.bootstrap_limit)),
+        flag_scan_chunk=defaults.flag_scan_chunk,
+        lease_ttl=defaults.lease_ttl,
+        backoff_base=defaults.backoff_base,
+        backoff_cap=defaults.backoff_cap,
+    )
+
+
+def engine_context(env, sessions=None):
+    """The engine's ports on ``env``. ``sessions`` replaces the IMAP connector (tests of other providers)."""
+    cr = env.cr
+    return EngineContext(
+        folders=FolderRepository(cr),
+        index=MessageIndexRepository(cr),
+        leases=AccountLeaseRepository(lease_transaction(env)),
+        accounts=AccountRepository(cr),
+        sessions=sessions or imap_session_factory(env),
+        hooks=OdooHooks(env),
+        notifier=OdooNotifier(env),
+        scheduler=OdooScheduler(env),
+        clock=OdooClock(),
+        checkpoint=OdooCheckpoint(env),
+        settings=settings_from_params(env),
+        holder=f"{HOLDER}:{uuid.uuid4().hex[:8]}",
+    )

@@ -1,0 +1,126 @@
+"""``maildesk_folder``: folders and their sync cursors."""
+
+from ..application.domain import BackfillState, FolderState, FolderSyncState
+
+TABLE = "maildesk_folder"
+
+_STATE_COLUMNS = (
+    "id", "account_id", "path", "role", "selectable", "uidvalidity", "uidnext",
+    "highest_modseq", "last_uid", "low_uid", "server_exists", "sync_state",
+    "backfill_state", "bootstrap_indexed",
+)
+_CURSOR_COLUMNS = (
+    "uidvalidity", "uidnext", "highest_modseq", "last_uid", "low_uid",
+    "server_exists", "sync_state", "backfill_state", "bootstrap_indexed",
+)
+# Odoo's Integer reads NULL as 0; the engine wants None for "not known yet".
+_NULLABLE = ("uidvalidity", "uidnext", "highest_modseq", "server_exists")
+
+#: every column this module writes; an Odoo test checks they are model fields
+COLUMNS = (*_STATE_COLUMNS, "name", "delimiter", "last_sync_at")
+
+_SELECT = f"SELECT {', '.join(_STATE_COLUMNS)} FROM {TABLE}"
+
+
+def _state(row):
+    values = dict(zip(_STATE_COLUMNS, row))
+    for name in ("last_uid", "low_uid", "bootstrap_indexed"):
+        values[name] = values[name] or 0
+    return FolderState(**values)
+
+
+class FolderRepository:
+    def __init__(self, cr):
+        self.cr = cr
+
+    def list_for_account(self, account_id):
+        # INBOX first: it is what the user looks at, so it syncs first.
+        self.cr.execute(
+            f"{_SELECT} WHERE account_id = %s ORDER BY role = 'inbox' DESC, path, id",
+            [account_id],
+        )
+        return [_state(row) for row in self.cr.fetchall()]
+
+    def get(self, folder_id):
+        self.cr.execute(f"{_SELECT} WHERE id = %s", [folder_id])
+        row = self.cr.fetchone()
+        return _state(row) if row else None
+
+    def create(self, account_id, folder):
+        self.cr.execute(
+            f"""
+            INSERT INTO {TABLE} (account_id, path, name, delimiter, role, selectable,
+                                 sync_state, backfill_state, last_uid, low_uid,
+                                 bootstrap_indexed, create_date, write_date)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 0, 0,
+                    now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')
+            ON CONFLICT (account_id, path) DO NOTHING
+            RETURNING id
+            """,
+            [account_id, folder.path, folder.name, folder.delimiter, folder.role,
+             folder.selectable, FolderSyncState.NEW, BackfillState.PENDING],
+        )
+        row = self.cr.fetchone()
+        if row is None:  # a concurrent discovery created it first
+            self.cr.execute(f"SELECT id FROM {TABLE} WHERE account_id = %s AND path = %s",
+                            [account_id, folder.path])
+            row = self.cr.fetchone()
+        return self.get(row[0])
+
+    def update_remote(self, folder_id, folder):
+        self.cr.execute(
+            f"""
+            UPDATE {TABLE}
+               SET path = %s, name = %s, delimiter = %s, role = %s, selectable = %s,
+                   write_date = now() AT TIME ZONE 'UTC'
+             WHERE id = %s
+            """,
+            [folder.path, folder.name, folder.delimiter, folder.role, folder.selectable, folder_id],
+        )
+
+    def delete(self, folder_id):
+        # Index rows, cache and queue rows go with it (ON DELETE CASCADE).
+        self.cr.execute(f"DELETE FROM {TABLE} WHERE id = %s", [folder_id])
+
+    def save_cursors(self, state):
+        assignments = ", ".join(f"{name} = %s" for name in _CURSOR_COLUMNS)
+        self.cr.execute(
+            f"""
+            UPDATE {TABLE}
+               SET {assignments}, last_sync_at = now() AT TIME ZONE 'UTC',
+                   write_date = now() AT TIME ZONE 'UTC'
+             WHERE id = %s
+            """,
+            [*(getattr(state, name) for name in _CURSOR_COLUMNS), state.id],
+        )
+
+    def claim_backfill(self, limit, exclude_accounts=()):
+        """Lock up to ``limit`` folders that still have history to fetch.
+
+        SKIP LOCKED lets several cron workers, even on several hosts, split
+        the folders between them instead of queueing behind each other. The
+        least recently visited come first, so every folder makes progress.
+        """
+        self.cr.execute(
+            f"""
+            {_SELECT}
+             WHERE sync_state = %s AND backfill_state = %s AND selectable
+               AND account_id IN (SELECT id FROM mailbox_account
+                                   WHERE active AND sync_enabled AND auth_state = 'ok'
+                                     AND (backoff_until IS NULL
+                                          OR backoff_until <= now() AT TIME ZONE 'UTC'))
+               AND account_id <> ALL(%s::int4[])
+             ORDER BY last_sync_at ASC NULLS FIRST, id
+             LIMIT %s
+             FOR UPDATE SKIP LOCKED
+            """,
+            [FolderSyncState.INCREMENTAL, BackfillState.PENDING, list(exclude_accounts), limit],
+        )
+        return [_state(row) for row in self.cr.fetchall()]
+
+    def count_backfill_pending(self):
+        self.cr.execute(
+            f"SELECT count(*) FROM {TABLE} WHERE sync_state = %s AND backfill_state = %s AND selectable",
+            [FolderSyncState.INCREMENTAL, BackfillState.PENDING],
+        )
+        return self.cr.fetchone()[0]

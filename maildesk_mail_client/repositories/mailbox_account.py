@@ -1,0 +1,86 @@
+"""``mailbox_account``: which accounts are due, and their sync state."""
+
+TABLE = "mailbox_account"
+
+#: every column this module writes; an Odoo test checks they are model fields
+COLUMNS = (
+    "auth_state", "failure_count", "backoff_until", "last_sync_at", "last_error",
+    "last_error_at", "folders_synced_at",
+)
+
+_DUE = f"""
+    SELECT a.id FROM {TABLE} a
+     WHERE a.active AND a.sync_enabled AND a.provider = %(provider)s AND a.auth_state = 'ok'
+       AND (a.backoff_until IS NULL OR a.backoff_until <= now() AT TIME ZONE 'UTC')
+"""
+
+
+class AccountRepository:
+    def __init__(self, cr):
+        self.cr = cr
+
+    def due_for_sync(self, provider, limit=None):
+        """Accounts to visit, least recently synced first, so none starves."""
+        self.cr.execute(
+            _DUE + " ORDER BY a.last_sync_at ASC NULLS FIRST, a.id LIMIT %(limit)s",
+            {"provider": provider, "limit": limit},
+        )
+        return [account_id for (account_id,) in self.cr.fetchall()]
+
+    def due_for_bootstrap(self, provider, limit=None):
+        """Accounts never discovered, or with folders still filling newest-first."""
+        self.cr.execute(
+            _DUE + """
+               AND (a.folders_synced_at IS NULL OR EXISTS (
+                        SELECT 1 FROM maildesk_folder f
+                         WHERE f.account_id = a.id AND f.selectable
+                           AND f.sync_state IN ('new', 'bootstrap')))
+             ORDER BY a.last_sync_at ASC NULLS FIRST, a.id LIMIT %(limit)s
+            """,
+            {"provider": provider, "limit": limit},
+        )
+        return [account_id for (account_id,) in self.cr.fetchall()]
+
+    def mark_folders_synced(self, account_id):
+        self.cr.execute(
+            f"UPDATE {TABLE} SET folders_synced_at = now() AT TIME ZONE 'UTC' WHERE id = %s",
+            [account_id],
+        )
+
+    def failure_count(self, account_id):
+        self.cr.execute(f"SELECT failure_count FROM {TABLE} WHERE id = %s", [account_id])
+        row = self.cr.fetchone()
+        return (row[0] or 0) if row else 0
+
+    def record_success(self, account_id, when):
+        self.cr.execute(
+            f"""
+            UPDATE {TABLE}
+               SET last_sync_at = %s, failure_count = 0, backoff_until = NULL,
+                   last_error = NULL, last_error_at = NULL
+             WHERE id = %s
+            """,
+            [when, account_id],
+        )
+
+    def record_failure(self, account_id, message, failures, backoff_until):
+        self.cr.execute(
+            f"""
+            UPDATE {TABLE}
+               SET failure_count = %s, backoff_until = %s,
+                   last_error = %s, last_error_at = now() AT TIME ZONE 'UTC'
+             WHERE id = %s
+            """,
+            [failures, backoff_until, message, account_id],
+        )
+
+    def record_reconnect_needed(self, account_id, message):
+        self.cr.execute(
+            f"""
+            UPDATE {TABLE}
+               SET auth_state = 'reconnect_needed', last_error = %s,
+                   last_error_at = now() AT TIME ZONE 'UTC'
+             WHERE id = %s
+            """,
+            [message, account_id],
+        )

@@ -1,0 +1,89 @@
+-- The tables the engine's repositories touch, as Odoo creates them for the
+-- maildesk_mail_client models (column names and types). The engine tests
+-- run the repositories' SQL against this schema on a real PostgreSQL; the
+-- Odoo suite (test_engine_schema.py) checks every column here against the
+-- real Odoo tables, so the two cannot drift apart.
+
+CREATE TABLE mailbox_account (
+    id serial PRIMARY KEY,
+    name varchar NOT NULL,
+    provider varchar NOT NULL DEFAULT 'imap',
+    active bool DEFAULT true,
+    sync_enabled bool DEFAULT true,
+    auth_state varchar NOT NULL DEFAULT 'ok',
+    last_sync_at timestamp,
+    last_error text,
+    last_error_at timestamp,
+    failure_count int4 DEFAULT 0,
+    backoff_until timestamp,
+    folders_synced_at timestamp,
+    gmail_history_id int8
+);
+
+CREATE TABLE maildesk_folder (
+    id serial PRIMARY KEY,
+    account_id int4 NOT NULL REFERENCES mailbox_account(id) ON DELETE CASCADE,
+    path varchar NOT NULL,
+    name varchar,
+    delimiter varchar,
+    role varchar NOT NULL DEFAULT 'other',
+    selectable bool DEFAULT true,
+    uidvalidity int8,
+    uidnext int8,
+    highest_modseq int8,
+    last_uid int8,
+    low_uid int8,
+    server_exists int8,
+    sync_state varchar NOT NULL DEFAULT 'new',
+    backfill_state varchar NOT NULL DEFAULT 'pending',
+    bootstrap_indexed int4,
+    last_sync_at timestamp,
+    create_date timestamp,
+    write_date timestamp,
+    CONSTRAINT maildesk_folder_account_path_uniq UNIQUE (account_id, path)
+);
+
+CREATE TABLE maildesk_message_index (
+    id serial PRIMARY KEY,
+    account_id int4 NOT NULL REFERENCES mailbox_account(id) ON DELETE CASCADE,
+    folder_id int4 NOT NULL REFERENCES maildesk_folder(id) ON DELETE CASCADE,
+    provider varchar NOT NULL,
+    uid int8,
+    delivery_key varchar NOT NULL,
+    message_id varchar,
+    in_reply_to varchar,
+    references_header text,
+    thread_key varchar,
+    subject varchar,
+    from_address varchar,
+    to_addresses text,
+    cc_addresses text,
+    date timestamp,
+    internal_date timestamp,
+    size int4,
+    is_seen bool,
+    is_flagged bool,
+    is_answered bool,
+    is_draft bool,
+    has_attachments bool,
+    snippet varchar,
+    modseq int8,
+    deleted_on_server bool,
+    deleted_at timestamp,
+    parse_error text,
+    create_date timestamp,
+    write_date timestamp,
+    CONSTRAINT maildesk_message_index_delivery_key_uniq UNIQUE (delivery_key)
+);
+
+CREATE TABLE maildesk_account_lease (
+    id serial PRIMARY KEY,
+    account_id int4 NOT NULL REFERENCES mailbox_account(id) ON DELETE CASCADE,
+    purpose varchar NOT NULL,
+    holder varchar,
+    acquired_at timestamp,
+    expires_at timestamp,
+    create_date timestamp,
+    write_date timestamp,
+    CONSTRAINT maildesk_account_lease_account_purpose_uniq UNIQUE (account_id, purpose)
+);

@@ -8,7 +8,7 @@
     "license": "LGPL-3",
     "depends": ["mail", "contacts", "google_gmail", "microsoft_outlook"],
     "external_dependencies": {
-        "python": ["imapclient", "googleapiclient", "google.auth", "msal", "requests"],
+        "python": ["imapclient", "google-api-python-client", "google-auth", "msal", "requests"],
     },
     "data": [
         "security/maildesk_security.xml",
@@ -20,5 +20,4 @@
         "views/maildesk_menus.xml",
     ],
     "application": True,
-    "installable": True,
 }

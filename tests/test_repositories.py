@@ -3,7 +3,7 @@
 import datetime as dt
 import threading
 
-from maildesk_mail_client.application.domain import FlagUpdate, Flags, FolderState, MessageMeta, RemoteFolder
+from maildesk_mail_client.application.domain import Flags, FlagUpdate, FolderState, MessageMeta, RemoteFolder
 from maildesk_mail_client.repositories import (
     AccountLeaseRepository,
     AccountRepository,
@@ -14,8 +14,12 @@ from maildesk_mail_client.repositories import (
 from .harness.engine import create_account, lease_transaction
 
 
+def _utcnow():
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
 def _folder(conn, account_id, path="INBOX", role="inbox"):
-    state = FolderRepository(conn.cursor()).create(account_id, RemoteFolder(path, path, "/", role))
+    state = FolderRepository(conn.cursor()).insert(account_id, RemoteFolder(path, path, "/", role))
     conn.commit()
     return state
 
@@ -144,7 +148,7 @@ def test_backfill_claims_skip_locked_rows(pg_db):
     folders = FolderRepository(conn_a.cursor())
     ids = []
     for account_id, path in ((account_1, "a"), (account_1, "b"), (account_2, "c")):
-        state = folders.create(account_id, RemoteFolder(path, path, "/"))
+        state = folders.insert(account_id, RemoteFolder(path, path, "/"))
         state.sync_state = "incremental"
         folders.save_cursors(state)
         ids.append(state.id)
@@ -170,11 +174,11 @@ def test_due_accounts_skip_backoff_and_reconnect(pg_db):
     cr.execute("UPDATE mailbox_account SET provider = 'gmail' WHERE id = %s", [gmail])
     accounts = AccountRepository(cr)
     accounts.record_failure(backing_off, "Connection refused", 1,
-                            dt.datetime.utcnow() + dt.timedelta(minutes=5))
+                            _utcnow() + dt.timedelta(minutes=5))
     accounts.record_reconnect_needed(broken, "Login refused")
     assert accounts.due_for_sync("imap") == [ok]
     assert accounts.failure_count(backing_off) == 1
-    accounts.record_success(backing_off, dt.datetime.utcnow())
+    accounts.record_success(backing_off, _utcnow())
     assert accounts.failure_count(backing_off) == 0
     assert set(accounts.due_for_sync("imap")) == {ok, backing_off}
     # Never discovered: due for bootstrap; discovered with every folder incremental: not.

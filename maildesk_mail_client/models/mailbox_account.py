@@ -1,7 +1,7 @@
 import logging
 import time
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 
 from ..application.errors import MailboxError
@@ -142,7 +142,7 @@ class MailboxAccount(models.Model):
     def action_test_connection(self):
         self.ensure_one()
         if self.provider != "imap":
-            raise UserError(_("Test connection checks IMAP accounts; %s accounts connect through OAuth.",
+            raise UserError(self.env._("Test connection checks IMAP accounts; %s accounts connect through OAuth.",
                               self.provider))
         try:
             message = probe(self.sudo()._maildesk_imap_config())
@@ -151,17 +151,20 @@ class MailboxAccount(models.Model):
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",
-            "params": {"title": _("Connection successful"), "message": message,
+            "params": {"title": self.env._("Connection successful"), "message": message,
                        "type": "success", "sticky": False},
         }
 
     def action_sync_now(self):
-        self.write({"auth_state": "ok", "failure_count": 0, "backoff_until": False})
+        # Anyone who can read the account may ask for a retry; only the sync
+        # state is reset, so sudo does not widen what the user can change.
+        self.check_access("read")
+        self.sudo().write({"auth_state": "ok", "failure_count": 0, "backoff_until": False})
         self._maildesk_wake_sync()
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",
-            "params": {"message": _("Sync started. New mail appears in a few seconds."),
+            "params": {"message": self.env._("Sync started. New mail appears in a few seconds."),
                        "type": "info", "sticky": False},
         }
 
@@ -169,7 +172,7 @@ class MailboxAccount(models.Model):
         self.ensure_one()
         return {
             "type": "ir.actions.act_window",
-            "name": _("Folders"),
+            "name": self.env._("Folders"),
             "res_model": "maildesk.folder",
             "view_mode": "list,form",
             "domain": [("account_id", "=", self.id)],
@@ -201,7 +204,7 @@ class MailboxAccount(models.Model):
     def _maildesk_imap_config(self):
         self.ensure_one()
         if not (self.imap_host and self.imap_login):
-            raise UserError(_("Account %s has no IMAP server or login.", self.display_name))
+            raise UserError(self.env._("Account %s has no IMAP server or login.", self.display_name))
         return ImapConfig(
             host=self.imap_host, port=self.imap_port, security=self.imap_security,
             login=self.imap_login, password=self.imap_password or "",
@@ -218,8 +221,9 @@ class MailboxAccount(models.Model):
 
     def _maildesk_wake_sync(self):
         if any(account.provider == "imap" and account.sync_enabled for account in self):
-            self.env.ref("maildesk_mail_client.ir_cron_maildesk_bootstrap")._trigger()
-            self.env.ref("maildesk_mail_client.ir_cron_maildesk_imap_incremental")._trigger()
+            # sudo: any user who may read the account may ask for a sync; crons are admin records.
+            self.env.ref("maildesk_mail_client.ir_cron_maildesk_bootstrap").sudo()._trigger()
+            self.env.ref("maildesk_mail_client.ir_cron_maildesk_imap_incremental").sudo()._trigger()
 
     # ------------------------------------------------------------------
     # Crons

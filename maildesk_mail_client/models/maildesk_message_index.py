@@ -44,7 +44,8 @@ class MaildeskMessageIndex(models.Model):
     modseq = Int8(string="MODSEQ", readonly=True)
     deleted_on_server = fields.Boolean(readonly=True)
     deleted_at = fields.Datetime(readonly=True)
-    parse_error = fields.Text(readonly=True, help="Why the server's answer for this message could not be fully decoded.")
+    parse_error = fields.Text(
+        readonly=True, help="Why the server's answer for this message could not be fully decoded.")
 
     _sql_constraints = [
         ("delivery_key_uniq", "unique(delivery_key)", "A message is indexed once per folder."),

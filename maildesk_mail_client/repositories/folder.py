@@ -23,7 +23,7 @@ _SELECT = f"SELECT {', '.join(_STATE_COLUMNS)} FROM {TABLE}"
 
 
 def _state(row):
-    values = dict(zip(_STATE_COLUMNS, row))
+    values = dict(zip(_STATE_COLUMNS, row, strict=False))
     for name in ("last_uid", "low_uid", "bootstrap_indexed"):
         values[name] = values[name] or 0
     return FolderState(**values)
@@ -46,7 +46,7 @@ class FolderRepository:
         row = self.cr.fetchone()
         return _state(row) if row else None
 
-    def create(self, account_id, folder):
+    def insert(self, account_id, folder):
         self.cr.execute(
             f"""
             INSERT INTO {TABLE} (account_id, path, name, delimiter, role, selectable,

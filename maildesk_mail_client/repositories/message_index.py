@@ -70,7 +70,7 @@ class MessageIndexRepository:
         keys = [delivery_key(account_id, provider, folder_id, m.uid) for m in messages]
         threads = [
             thread_key(m.message_id, m.in_reply_to, m.references, fallback=key)
-            for m, key in zip(messages, keys)
+            for m, key in zip(messages, keys, strict=False)
         ]
         unnest = ", ".join(f"%s::{sqltype}[]" for _name, sqltype, _get in _META_COLUMNS)
         refreshed = (*_FLAG_COLUMNS, "modseq", "deleted_on_server", "deleted_at")

@@ -61,6 +61,8 @@ def pg_db(pg_server, pg_template):
         connections.append(conn)
         return conn
 
+    connect.dbname = name
+    connect.server = pg_server
     yield connect
     for conn in connections:
         conn.close()

@@ -26,19 +26,20 @@ def backfill(ctx, deadline, max_messages_per_folder=None):
         if not claimed:
             break
         folder = claimed[0]
-        counted = []
+        outcome = []
         report = run_on_account(
             ctx, folder.account_id,
-            lambda run, f=folder: counted.append(_backfill_folder(run, f, deadline, max_messages_per_folder)),
+            lambda run, f=folder, out=outcome: out.append(
+                _backfill_folder(run, f, deadline, max_messages_per_folder)),
         )
-        if report is None or not counted or counted[0] is None:
+        if report is None or not outcome or outcome[0] is None:
             # Busy with incremental sync, failed (the account now backs off),
             # or the folder could not be opened: leave the account for this run.
             busy_accounts.add(folder.account_id)
             ctx.checkpoint.commit()  # let go of the row lock
             continue
         visited += 1
-        indexed += counted[0]
+        indexed += outcome[0]
     ctx.checkpoint.commit()
     return visited, indexed, ctx.folders.count_backfill_pending()
 

@@ -48,7 +48,7 @@ def discover_folders(run):
             run.report.folders_reset.add(old_state.id)
     for new_remote in appeared:
         if new_remote.path not in renamed_paths:
-            ctx.folders.create(run.account_id, new_remote)
+            ctx.folders.insert(run.account_id, new_remote)
             changes.created.append(new_remote.path)
     for path, state in local.items():
         current = remote.get(path)

@@ -1,0 +1,71 @@
+"""The exchanges imapclient cannot express, on its imaplib connection.
+
+- ``IMAPClient.fetch`` takes UID lists only (no ``low:high`` ranges) and
+  keys its answer by sequence number whenever a FETCH response has no UID,
+  which lets an unsolicited flag update land on the wrong message. Here a
+  FETCH is sent as is, and its answer is keyed by the UID each response
+  carries; responses without one are dropped.
+- QRESYNC's untagged ``VANISHED`` responses (RFC 7162 §3.2.10) are left
+  unparsed by imapclient; imaplib files them under their name.
+
+Sending and parsing are separate steps so that a caller can tell a server
+error (raised by ``uid_fetch``) from an answer imapclient cannot parse
+(raised by ``parse_fetch``).
+"""
+
+from collections.abc import Sequence
+
+from imapclient import IMAPClient
+from imapclient.response_parser import parse_fetch_response
+
+from ...application.errors import ServerError
+
+
+def uid_fetch(client: IMAPClient, uid_set: str, items: Sequence[str], modifiers: Sequence[str] = ()) -> list:
+    """Send ``UID FETCH uid_set (items) [(modifiers)]``; the raw FETCH data imaplib collected."""
+    imap = client._imap
+    args = ["FETCH", uid_set, f"({' '.join(items)})"]
+    if modifiers:
+        args.append(f"({' '.join(modifiers)})")
+    tag = imap._command("UID", *args)
+    typ, data = imap._command_complete("FETCH", tag)
+    if typ != "OK":
+        raise ServerError(f"{client.host}:{client.port} refused UID FETCH {uid_set}: {_text(data)}.")
+    return imap._untagged_response(typ, data, "FETCH")[1]
+
+
+def parse_fetch(raw: list) -> dict[int, dict]:
+    """imapclient's FETCH parser, keyed by UID. Raises what the parser raises."""
+    by_uid = {}
+    for item in parse_fetch_response(raw, normalise_times=False, uid_is_key=False).values():
+        uid = item.get(b"UID")
+        if uid is not None:
+            by_uid.setdefault(uid, {}).update(item)
+    return by_uid
+
+
+def pop_vanished(client: IMAPClient, low: int, high: int) -> frozenset[int]:
+    """UIDs in ``low..high`` reported by VANISHED since the folder was selected; forgets them."""
+    uids = set()
+    for line in client._imap.untagged_responses.pop("VANISHED", []):
+        uid_set = _text(line).removeprefix("(EARLIER)").strip()
+        try:
+            uids.update(_expand(uid_set, low, high))
+        except ValueError as error:
+            raise ServerError(f"{client.host}:{client.port} sent a VANISHED response that is not a UID set: "
+                              f"{uid_set[:100]!r}.") from error
+    return frozenset(uids)
+
+
+def _expand(uid_set: str, low: int, high: int):
+    """The UIDs of a sequence set like ``1:3,7,12:10``, clipped to ``low..high``."""
+    for piece in uid_set.split(","):
+        first, _, last = piece.partition(":")
+        start, end = sorted((int(first), int(last or first)))
+        yield from range(max(start, low), min(end, high) + 1)
+
+
+def _text(value) -> str:
+    if isinstance(value, list):
+        value = b" ".join(v for v in value if isinstance(v, bytes))
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)

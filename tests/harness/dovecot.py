@@ -16,6 +16,10 @@ Seeding (``seed``) uses MULTIAPPEND with LITERAL+: one APPEND command per
 batch of messages, no round trip per message, and fsync is off, so 10,000
 messages take about a second. Messages, internal dates and therefore UIDs
 are deterministic.
+
+``scripts/run`` keeps its demo server instead: ``port`` fixes the plain IMAP
+port and ``root`` keeps config, users and mail in that directory across runs
+(stopped gracefully, never removed), so UIDs stay the same from run to run.
 """
 
 from __future__ import annotations
@@ -139,10 +143,13 @@ def seed_message(number: int, subject: str | None = None) -> bytes:
 class DovecotServer:
     host = "127.0.0.1"
 
-    def __init__(self, capabilities: str | None = None, special_use: bool = True, tls: bool = True):
+    def __init__(self, capabilities: str | None = None, special_use: bool = True, tls: bool = True,
+                 port: int | None = None, root: str | None = None):
         self.capabilities = capabilities
         self.special_use = special_use
         self.tls = tls
+        self.requested_port = port
+        self.keep = root
         self.port = self.ssl_port = None
         self.root = None
         self._process = None
@@ -155,7 +162,8 @@ class DovecotServer:
             raise DovecotUnavailable(f"Dovecot is not installed ({DOVECOT} not found): apt-get install dovecot-imapd")
         if os.geteuid() != 0:
             raise DovecotUnavailable("starting Dovecot with its own unprivileged users needs root")
-        self.root = tempfile.mkdtemp(prefix="maildesk-dovecot-")
+        self.root = self.keep or tempfile.mkdtemp(prefix="maildesk-dovecot-")
+        os.makedirs(self.root, exist_ok=True)
         # Dovecot's own users must traverse it, or authentication fails.
         os.chmod(self.root, 0o755)
         atexit.register(self.stop)
@@ -171,13 +179,17 @@ class DovecotServer:
         atexit.unregister(self.stop)
         process, self._process = self._process, None
         if process is not None:
-            # The data is disposable, so no graceful shutdown (it takes a second):
+            # Only kept mail is worth a graceful shutdown (it takes a second); then
             # the whole process group, master and children, goes at once.
+            if self.keep:
+                process.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=10)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             _wait_group_gone(process.pid)
-        if self.root:
+        if self.root and not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
 
@@ -192,7 +204,8 @@ class DovecotServer:
             raise ValueError("a passwd-file password cannot contain ':' or a newline")
         # One passwd-file per user: Dovecot notices a changed shared file only
         # when its mtime moves, which misses two users added in one second.
-        with open(self._path("users", name), "x") as passwd:
+        # A kept root has its users from the last run: their passwords are rewritten.
+        with open(self._path("users", name), "w" if self.keep else "x") as passwd:
             passwd.write(f"{name}:{{PLAIN}}{password}\n")
         os.chmod(passwd.name, 0o644)
         account = ImapAccount(self.host, self.port, name, password, self.ssl_port)
@@ -270,9 +283,9 @@ class DovecotServer:
     def _prepare_files(self):
         mail_user = pwd.getpwnam(MAIL_USER)
         mail_root = self._path("mail")
-        os.mkdir(mail_root, 0o755)
+        os.makedirs(mail_root, 0o755, exist_ok=True)
         os.chown(mail_root, mail_user.pw_uid, mail_user.pw_gid)
-        os.mkdir(self._path("users"), 0o755)
+        os.makedirs(self._path("users"), 0o755, exist_ok=True)
         if self.tls:
             subprocess.run(
                 ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -283,7 +296,7 @@ class DovecotServer:
 
     def _launch(self):
         for _attempt in range(3):  # a free port can be taken between our check and Dovecot's bind
-            self.port, self.ssl_port = free_port(), (free_port() if self.tls else None)
+            self.port, self.ssl_port = self.requested_port or free_port(), (free_port() if self.tls else None)
             with open(self._path("dovecot.conf"), "w") as conf:
                 conf.write(self._config())
             log_start = len(self.log())
@@ -297,7 +310,7 @@ class DovecotServer:
             self._process.kill()
             self._process.wait()
             self._process = None
-            if "Address already in use" not in failure:
+            if "Address already in use" not in failure or self.requested_port:
                 raise RuntimeError(f"Dovecot did not start:\n{failure}")
         raise RuntimeError(f"Dovecot did not start: ports kept being taken:\n{failure}")
 

@@ -266,3 +266,22 @@ def test_bad_password_needs_reconnect_and_network_errors_back_off(pg_db, imap_ac
     failures, until, error = cr.fetchone()
     assert failures == 2 and until > dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(seconds=90)
     assert "refused" in error.lower()
+
+
+def test_incremental_leaves_history_to_bootstrap_when_nothing_is_indexed_yet(world):
+    seed(world.mailbox, 90)
+    # A bootstrap that pinned the top of INBOX and stopped before its first chunk.
+    world.ctx.settings = dataclasses.replace(SMALL, first_chunk=1)
+    world.bootstrap_once()
+    inbox = world.folders()["INBOX"]
+    inbox.low_uid = 0
+    inbox.bootstrap_indexed = 0
+    world.ctx.folders.save_cursors(inbox)
+    world.ctx.index.purge_folder(inbox.id)
+    world.conn.commit()
+
+    world.sync()
+    assert world.index() == {}, "incremental sync must not download the history"
+    world.ctx.settings = SMALL
+    world.full_sync()
+    assert world.assert_index_matches_server() == 90

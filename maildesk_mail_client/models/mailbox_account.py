@@ -185,6 +185,23 @@ class MailboxAccount(models.Model):
         action["domain"] = [("account_id", "=", self.id)]
         return action
 
+    def _fetch_gmail_token(self, grant_type, **values):
+        """Keep a refresh token that Google rotates.
+
+        Odoo's mixin keeps the first refresh token forever. When Google
+        answers a refresh with a new one, the old one may stop working, and
+        the mailbox would drop to "reconnect needed" for no reason.
+        (Odoo's Outlook mixin already saves Microsoft's rotated tokens.)
+        """
+        response = super()._fetch_gmail_token(grant_type, **values)
+        rotated = response.get("refresh_token")
+        if grant_type == "refresh_token" and rotated and self:
+            # sudo: the token fields belong to system administrators; the
+            # cron that refreshes it may run as anyone allowed to sync.
+            accounts = self.sudo().filtered(lambda account: account.google_gmail_refresh_token != rotated)
+            accounts.google_gmail_refresh_token = rotated
+        return response
+
     # ------------------------------------------------------------------
     # Extension points (no-ops in Basic; Pro overrides them)
     # ------------------------------------------------------------------

@@ -103,8 +103,10 @@ class SyncWorld:
         client = self.mailbox.client()
         try:
             client.select_folder(path, readonly=True)
-            uids = client.search("ALL")
-            data = client.fetch(uids, ["FLAGS"]) if uids else {}
+            uids = sorted(client.search("ALL"))
+            data = {}
+            for start in range(0, len(uids), 5000):  # a UID list per command stays short
+                data.update(client.fetch(uids[start:start + 5000], ["FLAGS"]))
         finally:
             client.logout()
         return {uid: tuple(name in item[b"FLAGS"] for name in FLAG_NAMES) for uid, item in data.items()}

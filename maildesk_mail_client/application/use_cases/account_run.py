@@ -74,8 +74,6 @@ def run_on_account(ctx, account_id, work):
         _run(ctx, account_id, work, report)
     finally:
         ctx.leases.release(account_id, SYNC_LEASE, ctx.holder)
-        if report.changed:
-            ctx.notifier.index_changed(report)
     return report
 
 
@@ -105,6 +103,10 @@ def _run(ctx, account_id, work, report):
         _record_failure(ctx, account_id, f"Unexpected error: {error!r}")
     else:
         ctx.accounts.record_success(account_id, ctx.clock.now())
+    # Announced with the run's last commit, also when it failed half-way:
+    # what the earlier checkpoints committed is in the index either way.
+    if report.changed:
+        ctx.notifier.index_changed(report)
     ctx.checkpoint.commit()
 
 

@@ -41,8 +41,10 @@ def sync_folder(run, folder):
     known_top = folder.last_uid
     _fetch_new(run, folder, status)
 
-    low = folder.low_uid or 1
-    if known_top >= low:
+    # Only ``low_uid..known_top`` is indexed; with nothing indexed yet (a
+    # bootstrap pinned the top, then stopped) there is nothing to compare.
+    low = folder.low_uid
+    if low and known_top >= low:
         if modseq_trusted:
             changes = run.session.fetch_changes_since(folder.highest_modseq, low, known_top)
             run.record_upserts(folder, run.ctx.index.update_flags(folder.id, changes.updates))

@@ -1,0 +1,40 @@
+"""Connect the demo mailbox in Odoo: run inside ``odoo-bin shell``, which provides ``env``.
+
+    MAILDESK_DEMO_IMAP_HOST=127.0.0.1 MAILDESK_DEMO_IMAP_PORT=1143 odoo-bin shell -d maildesk < scripts/demo_account.py
+
+``scripts/run`` and ``docker-compose.yml`` run it once Odoo serves. It is
+idempotent: it creates the "Demo mailbox" account (IMAP, login demo / demo,
+owned by admin) the first time, points it at the server given if that moved,
+and asks for a sync now, as Sync now does: the running server's cron workers
+wake on that at once instead of at their next poll, up to a minute later.
+"""
+
+import os
+
+NAME = "Demo mailbox"
+
+
+def ensure_demo_account(env, host, port):
+    accounts = env["mailbox.account"].sudo().with_context(active_test=False)
+    wanted = {
+        "provider": "imap", "imap_host": host, "imap_port": port, "imap_security": "none",
+        "imap_login": "demo", "imap_password": "demo", "active": True, "sync_enabled": True,
+    }
+    account = accounts.search([("name", "=", NAME)], limit=1)
+    if account:
+        changed = {field: value for field, value in wanted.items() if account[field] != value}
+        if changed:
+            account.write(changed)
+    else:
+        account = accounts.create({
+            "name": NAME, "email": "demo@acme.example", "user_id": env.ref("base.user_admin").id, **wanted,
+        })
+    account.action_sync_now()
+    env.cr.commit()
+    return account
+
+
+if __name__ == "__main__":
+    demo = ensure_demo_account(env, os.environ["MAILDESK_DEMO_IMAP_HOST"],  # noqa: F821 (odoo-bin shell's env)
+                               int(os.environ["MAILDESK_DEMO_IMAP_PORT"]))
+    print(f"MAILDESK_DEMO_ACCOUNT id={demo.id} {demo.imap_host}:{demo.imap_port}")

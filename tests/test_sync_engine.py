@@ -6,6 +6,7 @@ of UIDs and flags, exactly, with no delivery key doubled.
 
 import dataclasses
 import datetime as dt
+import os
 import threading
 from email.message import EmailMessage
 
@@ -287,3 +288,44 @@ def test_incremental_leaves_history_to_bootstrap_when_nothing_is_indexed_yet(wor
     world.ctx.settings = SMALL
     world.full_sync()
     assert world.assert_index_matches_server() == 91
+
+
+def test_folder_empty_at_connect_gets_flag_and_expunge_sync(world):
+    world.full_sync()  # INBOX is empty: nothing to index, the folder goes incremental
+    seed(world.mailbox, 6)
+    world.sync()
+    assert world.assert_index_matches_server() == 6
+    client = other_client(world.mailbox)
+    uids = sorted(client.search("ALL"))
+    client.add_flags(uids[:2], [b"\\Seen"])
+    client.delete_messages(uids[-1:])
+    client.expunge()
+    client.logout()
+    world.sync()
+    assert world.assert_index_matches_server() == 5
+
+
+def test_a_folder_the_server_refuses_does_not_stop_the_others(pg_db, imap_account, dovecot):
+    mailbox = imap_account(dovecot)
+    seed(mailbox, 3, folder="Broken")
+    seed(mailbox, 4, folder="Zebra")
+    world = SyncWorld(pg_db, mailbox, SMALL)
+    broken = os.path.join(dovecot.root, "mail", mailbox.login, "mail", "mailboxes", "Broken", "dbox-Mails")
+    assert os.path.isdir(broken), "the harness's sdbox layout changed"
+    os.chmod(broken, 0)  # Dovecot still lists the folder, but SELECT fails: NO [SERVERBUG]
+    try:
+        world.full_sync()
+        seed(mailbox, 2, folder="INBOX")
+        world.sync()
+    finally:
+        os.chmod(broken, 0o755)
+    assert world.assert_index_matches_server("INBOX") == 2
+    assert world.assert_index_matches_server("Zebra") == 4
+    cr = world.conn.cursor()
+    cr.execute("SELECT last_error FROM maildesk_folder WHERE account_id = %s AND path = 'Broken'", [world.account_id])
+    assert cr.fetchone()[0], "the refusal is recorded on the folder"
+    cr.execute("SELECT auth_state, failure_count FROM mailbox_account WHERE id = %s", [world.account_id])
+    assert cr.fetchone() == ("ok", 0), "one bad folder is not the account's failure"
+    world.conn.commit()
+    world.full_sync()
+    assert world.assert_index_matches_server("Broken") == 3

@@ -25,6 +25,11 @@ class FolderRole:
 
     ALL_ROLES = (INBOX, SENT, DRAFTS, TRASH, JUNK, ARCHIVE, ALL, FLAGGED, OTHER)
 
+    @classmethod
+    def sequence(cls, role):
+        """Display order: INBOX first, then the other special folders, then the rest."""
+        return cls.ALL_ROLES.index(role) if role in cls.ALL_ROLES else len(cls.ALL_ROLES)
+
 
 @dataclasses.dataclass(frozen=True)
 class RemoteFolder:
@@ -119,21 +124,25 @@ class SyncReport:
     removed: int = 0
     folders_changed: set[int] = dataclasses.field(default_factory=set)
     folders_reset: set[int] = dataclasses.field(default_factory=set)
+    folders_failed: set[int] = dataclasses.field(default_factory=set)  # retried at the cron's cadence
     skipped_unparseable: int = 0
     remaining: int = 0  # work units left for the next run (progress reporting)
+    _committed: tuple = dataclasses.field(default=(0, 0, 0, frozenset(), frozenset(), 0), repr=False)
 
     @property
     def changed(self) -> bool:
         return bool(self.new or self.updated or self.removed or self.folders_reset)
 
-    def merge(self, other: SyncReport) -> None:
-        self.new += other.new
-        self.updated += other.updated
-        self.removed += other.removed
-        self.folders_changed |= other.folders_changed
-        self.folders_reset |= other.folders_reset
-        self.skipped_unparseable += other.skipped_unparseable
-        self.remaining += other.remaining
+    def mark_committed(self) -> None:
+        """What is counted so far is durable: a later rollback cannot take it back."""
+        self._committed = (self.new, self.updated, self.removed, frozenset(self.folders_changed),
+                           frozenset(self.folders_reset), self.skipped_unparseable)
+
+    def discard_uncommitted(self) -> None:
+        """A rollback undid the work since the last commit: stop counting it."""
+        new, updated, removed, changed, reset, skipped = self._committed
+        self.new, self.updated, self.removed, self.skipped_unparseable = new, updated, removed, skipped
+        self.folders_changed, self.folders_reset = set(changed), set(reset)
 
     def as_payload(self) -> dict:
         return {
@@ -160,9 +169,12 @@ class BackfillState:
 class FolderState:
     """The engine's view of one ``maildesk.folder`` row: identity and cursors.
 
-    UIDs ``low_uid .. last_uid`` are indexed; below ``low_uid`` is history
-    that bootstrap or backfill have not reached yet (``low_uid == 0``: nothing
-    indexed yet). ``backfill_state == done`` once the bottom is reached.
+    Every UID from ``low_uid`` up is indexed; below it is history that
+    bootstrap or backfill have not reached yet. The first visit sets
+    ``low_uid`` to UIDNEXT (nothing below is indexed, nothing above exists),
+    and the downward walk lowers it chunk by chunk. ``low_uid == 0`` only
+    before that first visit. ``backfill_state == done`` once the bottom is
+    reached.
     """
 
     id: int
@@ -176,6 +188,7 @@ class FolderState:
     last_uid: int = 0
     low_uid: int = 0
     server_exists: int | None = None
+    last_sync_at: dt.datetime | None = None
     sync_state: str = FolderSyncState.NEW
     backfill_state: str = BackfillState.PENDING
     bootstrap_indexed: int = 0

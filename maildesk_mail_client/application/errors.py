@@ -24,6 +24,12 @@ class AuthenticationFailed(MailboxError):
     transient = False
 
 
+class AccountNotConfigured(MailboxError):
+    """Server, login or another setting is missing: only an admin can fix it."""
+
+    transient = False
+
+
 class ConnectionFailed(MailboxError):
     """The server could not be reached or spoken to.
 
@@ -37,7 +43,12 @@ class ConnectionFailed(MailboxError):
 
 
 class ServerError(MailboxError):
-    """The server answered, but with an error we did not expect."""
+    """The server answered, but with an error we did not expect.
+
+    Raised while working on one folder, it is recorded on that folder and
+    the others carry on: one folder the server refuses to open must not
+    stop the account's INBOX.
+    """
 
 
 class FolderNotFound(MailboxError):

@@ -70,6 +70,12 @@ class FolderStore(Protocol):
 
     def save_cursors(self, state: FolderState) -> None: ...
 
+    def touch(self, folder_id: int) -> None:
+        """Visited with nothing to do (ordering of the next run)."""
+
+    def record_error(self, folder_id: int, message: str) -> None:
+        """The server refused something about this folder; shown to the admin."""
+
     def claim_backfill(self, limit: int, exclude_accounts: Sequence[int] = ()) -> list[FolderState]:
         """Folders waiting for backfill, locked FOR UPDATE SKIP LOCKED."""
 
@@ -94,7 +100,8 @@ class MessageIndexStore(Protocol):
 class LeaseStore(Protocol):
     def acquire(self, account_id: int, purpose: str, holder: str, ttl_seconds: int) -> bool: ...
 
-    def renew(self, account_id: int, purpose: str, holder: str, ttl_seconds: int) -> bool: ...
+    def renew(self, account_id: int, purpose: str, holder: str, ttl_seconds: int) -> bool:
+        """False when the lease expired and another holder took it."""
 
     def release(self, account_id: int, purpose: str, holder: str) -> None: ...
 

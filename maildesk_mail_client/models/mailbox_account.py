@@ -3,8 +3,9 @@ import time
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import config
 
-from ..application.errors import MailboxError
+from ..application.errors import AccountNotConfigured, MailboxError
 from ..application.use_cases import backfill, bootstrap_account, sync_account
 from ..orm.engine_context import engine_context
 from ..orm.int8 import Int8
@@ -13,8 +14,6 @@ from ..repositories import AccountRepository
 
 _logger = logging.getLogger(__name__)
 
-# Seconds a cron run may work before it reports progress and yields the worker.
-CRON_TIME_BUDGET = 120
 
 # Changing any of these may fix what made the account need a reconnect.
 _CREDENTIAL_FIELDS = {
@@ -67,7 +66,7 @@ class MailboxAccount(models.Model):
     # Sync state, written by the engine
     auth_state = fields.Selection(
         [("ok", "Connected"), ("reconnect_needed", "Reconnect Needed")],
-        default="ok", required=True, readonly=True, tracking=True,
+        default="ok", required=True, readonly=True,
     )
     last_sync_at = fields.Datetime(readonly=True)
     last_error = fields.Text(readonly=True)
@@ -128,7 +127,8 @@ class MailboxAccount(models.Model):
         return accounts
 
     def write(self, vals):
-        if _CREDENTIAL_FIELDS & set(vals) and "auth_state" not in vals:
+        if (_CREDENTIAL_FIELDS & set(vals) and "auth_state" not in vals
+                and not self.env.context.get("maildesk_token_rotation")):
             vals = {**vals, "auth_state": "ok", "failure_count": 0, "backoff_until": False}
         result = super().write(vals)
         if _CREDENTIAL_FIELDS & set(vals) or vals.get("sync_enabled"):
@@ -146,7 +146,7 @@ class MailboxAccount(models.Model):
                               self.provider))
         try:
             message = probe(self.sudo()._maildesk_imap_config())
-        except MailboxError as error:
+        except MailboxError as error:  # includes AccountNotConfigured
             raise UserError(str(error)) from error
         return {
             "type": "ir.actions.client",
@@ -199,7 +199,8 @@ class MailboxAccount(models.Model):
             # sudo: the token fields belong to system administrators; the
             # cron that refreshes it may run as anyone allowed to sync.
             accounts = self.sudo().filtered(lambda account: account.google_gmail_refresh_token != rotated)
-            accounts.google_gmail_refresh_token = rotated
+            # A rotation is routine: it must not reset a backoff as a fixed credential does.
+            accounts.with_context(maildesk_token_rotation=True).google_gmail_refresh_token = rotated
         return response
 
     # ------------------------------------------------------------------
@@ -220,8 +221,9 @@ class MailboxAccount(models.Model):
 
     def _maildesk_imap_config(self):
         self.ensure_one()
-        if not (self.imap_host and self.imap_login):
-            raise UserError(self.env._("Account %s has no IMAP server or login.", self.display_name))
+        if not (self.imap_host and self.imap_login and self.imap_port and self.imap_security):
+            raise AccountNotConfigured(self.env._(
+                "Account %s is missing its IMAP server, port, security or login.", self.display_name))
         return ImapConfig(
             host=self.imap_host, port=self.imap_port, security=self.imap_security,
             login=self.imap_login, password=self.imap_password or "",
@@ -255,9 +257,24 @@ class MailboxAccount(models.Model):
         self._maildesk_run_accounts("due_for_sync", sync_account)
 
     @api.model
+    def _maildesk_cron_budget(self):
+        """Seconds one cron call may work.
+
+        Odoo may chain up to 10 calls of a job that reports remaining work,
+        for each of our crons, inside one worker loop, and a prefork cron
+        worker's watchdog also counts its sleep (up to about 70 s) against
+        ``limit_time_real_cron`` (else ``limit_time_real``, 120 s by
+        default). 1/60 of the limit keeps all of that inside it: 2 s by
+        default, thousands of messages per call.
+        """
+        cron_limit = config.get("limit_time_real_cron") or 0
+        limit = cron_limit if cron_limit > 0 else (config.get("limit_time_real") or 0)
+        return min(60.0, max(1.0, limit / 60)) if limit > 0 else 60.0
+
+    @api.model
     def _cron_maildesk_backfill(self):
         ctx = engine_context(self.env)
-        visited, indexed, pending = backfill(ctx, deadline=time.monotonic() + CRON_TIME_BUDGET)
+        visited, indexed, pending = backfill(ctx, deadline=time.monotonic() + self._maildesk_cron_budget())
         _logger.info("MailDesk backfill: %d folder(s), %d message(s) indexed, %d folder(s) pending.",
                      visited, indexed, pending)
         self.env.invalidate_all()
@@ -265,7 +282,7 @@ class MailboxAccount(models.Model):
 
     def _maildesk_run_accounts(self, selector, use_case):
         ctx = engine_context(self.env)
-        deadline = time.monotonic() + CRON_TIME_BUDGET
+        deadline = time.monotonic() + self._maildesk_cron_budget()
         account_ids = getattr(AccountRepository(self.env.cr), selector)("imap")
         done = remaining = 0
         for position, account_id in enumerate(account_ids):

@@ -1,4 +1,4 @@
-from odoo import api, fields, models
+from odoo import fields, models
 
 from ..application.domain import FolderRole
 from ..orm.int8 import Int8
@@ -16,7 +16,7 @@ class MaildeskFolder(models.Model):
     delimiter = fields.Char(readonly=True)
     role = fields.Selection([(role, role.title()) for role in FolderRole.ALL_ROLES],
                             default=FolderRole.OTHER, required=True, readonly=True)
-    role_sequence = fields.Integer(compute="_compute_role_sequence", store=True)
+    role_sequence = fields.Integer(readonly=True, help="Written with the role by the engine: INBOX sorts first.")
     selectable = fields.Boolean(default=True, readonly=True)
 
     # Cursors (DESIGN §2): 32/63-bit values, hence int8.
@@ -35,14 +35,9 @@ class MaildeskFolder(models.Model):
     backfill_state = fields.Selection([("pending", "Pending"), ("done", "Done")],
                                       default="pending", required=True, readonly=True)
     bootstrap_indexed = fields.Integer(readonly=True)
-    last_sync_at = fields.Datetime(readonly=True)
+    last_sync_at = fields.Datetime(string="Last Sync", readonly=True)
+    last_error = fields.Text(readonly=True, help="What the server refused for this folder on the last visit.")
 
     _sql_constraints = [
         ("account_path_uniq", "unique(account_id, path)", "A folder path is unique per account."),
     ]
-
-    @api.depends("role")
-    def _compute_role_sequence(self):
-        order = {role: position for position, role in enumerate(FolderRole.ALL_ROLES)}
-        for folder in self:
-            folder.role_sequence = order.get(folder.role, len(order))

@@ -1,12 +1,12 @@
 """``maildesk_folder``: folders and their sync cursors."""
 
-from ..application.domain import BackfillState, FolderState, FolderSyncState
+from ..application.domain import BackfillState, FolderRole, FolderState, FolderSyncState
 
 TABLE = "maildesk_folder"
 
 _STATE_COLUMNS = (
     "id", "account_id", "path", "role", "selectable", "uidvalidity", "uidnext",
-    "highest_modseq", "last_uid", "low_uid", "server_exists", "sync_state",
+    "highest_modseq", "last_uid", "low_uid", "server_exists", "last_sync_at", "sync_state",
     "backfill_state", "bootstrap_indexed",
 )
 _CURSOR_COLUMNS = (
@@ -17,7 +17,14 @@ _CURSOR_COLUMNS = (
 _NULLABLE = ("uidvalidity", "uidnext", "highest_modseq", "server_exists")
 
 #: every column this module writes; an Odoo test checks they are model fields
-COLUMNS = (*_STATE_COLUMNS, "name", "delimiter", "last_sync_at")
+COLUMNS = (*_STATE_COLUMNS, "name", "delimiter", "role_sequence", "last_error")
+
+# The IMAP jobs' folders: backfill must not pick up other providers' folders.
+_IMAP_ACCOUNTS_DUE = """
+    SELECT id FROM mailbox_account
+     WHERE active AND sync_enabled AND provider = 'imap' AND auth_state = 'ok'
+       AND (backoff_until IS NULL OR backoff_until <= now() AT TIME ZONE 'UTC')
+"""
 
 _SELECT = f"SELECT {', '.join(_STATE_COLUMNS)} FROM {TABLE}"
 
@@ -49,16 +56,16 @@ class FolderRepository:
     def insert(self, account_id, folder):
         self.cr.execute(
             f"""
-            INSERT INTO {TABLE} (account_id, path, name, delimiter, role, selectable,
+            INSERT INTO {TABLE} (account_id, path, name, delimiter, role, role_sequence, selectable,
                                  sync_state, backfill_state, last_uid, low_uid,
                                  bootstrap_indexed, create_date, write_date)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 0, 0,
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0, 0,
                     now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')
             ON CONFLICT (account_id, path) DO NOTHING
             RETURNING id
             """,
             [account_id, folder.path, folder.name, folder.delimiter, folder.role,
-             folder.selectable, FolderSyncState.NEW, BackfillState.PENDING],
+             FolderRole.sequence(folder.role), folder.selectable, FolderSyncState.NEW, BackfillState.PENDING],
         )
         row = self.cr.fetchone()
         if row is None:  # a concurrent discovery created it first
@@ -71,11 +78,12 @@ class FolderRepository:
         self.cr.execute(
             f"""
             UPDATE {TABLE}
-               SET path = %s, name = %s, delimiter = %s, role = %s, selectable = %s,
+               SET path = %s, name = %s, delimiter = %s, role = %s, role_sequence = %s, selectable = %s,
                    write_date = now() AT TIME ZONE 'UTC'
              WHERE id = %s
             """,
-            [folder.path, folder.name, folder.delimiter, folder.role, folder.selectable, folder_id],
+            [folder.path, folder.name, folder.delimiter, folder.role, FolderRole.sequence(folder.role),
+             folder.selectable, folder_id],
         )
 
     def delete(self, folder_id):
@@ -83,15 +91,31 @@ class FolderRepository:
         self.cr.execute(f"DELETE FROM {TABLE} WHERE id = %s", [folder_id])
 
     def save_cursors(self, state):
+        """Progress was made, so an earlier error of this folder is over."""
         assignments = ", ".join(f"{name} = %s" for name in _CURSOR_COLUMNS)
         self.cr.execute(
             f"""
             UPDATE {TABLE}
-               SET {assignments}, last_sync_at = now() AT TIME ZONE 'UTC',
+               SET {assignments}, last_sync_at = now() AT TIME ZONE 'UTC', last_error = NULL,
                    write_date = now() AT TIME ZONE 'UTC'
              WHERE id = %s
             """,
             [*(getattr(state, name) for name in _CURSOR_COLUMNS), state.id],
+        )
+
+    def touch(self, folder_id):
+        """Visited, nothing to do: it goes to the back of the queue."""
+        self.cr.execute(
+            f"UPDATE {TABLE} SET last_sync_at = now() AT TIME ZONE 'UTC', last_error = NULL WHERE id = %s",
+            [folder_id],
+        )
+
+    def record_error(self, folder_id, message):
+        # Stamped as visited too, so a folder that keeps failing does not
+        # hold the account's other folders back.
+        self.cr.execute(
+            f"UPDATE {TABLE} SET last_error = %s, last_sync_at = now() AT TIME ZONE 'UTC' WHERE id = %s",
+            [message, folder_id],
         )
 
     def claim_backfill(self, limit, exclude_accounts=()):
@@ -105,10 +129,7 @@ class FolderRepository:
             f"""
             {_SELECT}
              WHERE sync_state = %s AND backfill_state = %s AND selectable
-               AND account_id IN (SELECT id FROM mailbox_account
-                                   WHERE active AND sync_enabled AND auth_state = 'ok'
-                                     AND (backoff_until IS NULL
-                                          OR backoff_until <= now() AT TIME ZONE 'UTC'))
+               AND account_id IN ({_IMAP_ACCOUNTS_DUE})
                AND account_id <> ALL(%s::int4[])
              ORDER BY last_sync_at ASC NULLS FIRST, id
              LIMIT %s
@@ -120,7 +141,11 @@ class FolderRepository:
 
     def count_backfill_pending(self):
         self.cr.execute(
-            f"SELECT count(*) FROM {TABLE} WHERE sync_state = %s AND backfill_state = %s AND selectable",
+            f"""
+            SELECT count(*) FROM {TABLE}
+             WHERE sync_state = %s AND backfill_state = %s AND selectable
+               AND account_id IN ({_IMAP_ACCOUNTS_DUE})
+            """,
             [FolderSyncState.INCREMENTAL, BackfillState.PENDING],
         )
         return self.cr.fetchone()[0]

@@ -27,6 +27,7 @@ CREATE TABLE maildesk_folder (
     name varchar,
     delimiter varchar,
     role varchar NOT NULL DEFAULT 'other',
+    role_sequence int4,
     selectable bool DEFAULT true,
     uidvalidity int8,
     uidnext int8,
@@ -38,6 +39,7 @@ CREATE TABLE maildesk_folder (
     backfill_state varchar NOT NULL DEFAULT 'pending',
     bootstrap_indexed int4,
     last_sync_at timestamp,
+    last_error text,
     create_date timestamp,
     write_date timestamp,
     CONSTRAINT maildesk_folder_account_path_uniq UNIQUE (account_id, path)

@@ -5,8 +5,9 @@ which owns the rules that must hold for all of them:
 
 - one worker per account: the ``sync`` lease, renewed at every checkpoint;
 - errors become account state the admin can see, never a silent skip:
-  a refused login asks for a reconnect, a network error backs off
-  exponentially with a cap, anything else is recorded and backed off too;
+  a refused login or missing setting asks for a reconnect, a network error
+  backs off exponentially with a cap, anything else is recorded and backed
+  off too (errors of one folder are the folder's: see folder_steps.py);
 - at most one bus notification per run, and only when something changed.
 """
 
@@ -14,7 +15,7 @@ import datetime as dt
 import logging
 
 from ..domain import SyncReport
-from ..errors import AuthenticationFailed, MailboxError
+from ..errors import MailboxError
 
 _logger = logging.getLogger(__name__)
 
@@ -36,12 +37,25 @@ class AccountRun:
         self.settings = ctx.settings
 
     def checkpoint(self, folder=None):
-        """Save cursors and commit, so a crash resumes here; then keep the lease."""
+        """Save cursors and commit, so a crash resumes here.
+
+        The lease is renewed first: a worker whose lease ran out must not
+        commit over the work of the one that took the account over.
+        """
         if folder is not None:
             self.ctx.folders.save_cursors(folder)
+        self.keep_lease()
         self.ctx.checkpoint.commit()
+        self.report.mark_committed()
+
+    def keep_lease(self):
         if not self.ctx.leases.renew(self.account_id, SYNC_LEASE, self.ctx.holder, self.settings.lease_ttl):
             raise LeaseLost(f"Account {self.account_id}: sync lease lost to another worker.")
+
+    def rollback(self):
+        """Undo the work since the last checkpoint, and stop counting it."""
+        self.ctx.checkpoint.rollback()
+        self.report.discard_uncommitted()
 
     def record_upserts(self, folder, results):
         """Count what changed and tell the hook about every changed row."""
@@ -85,29 +99,35 @@ def _run(ctx, account_id, work, report):
         finally:
             session.close()
     except LeaseLost:
+        # The new holder owns the account's state now: record nothing.
         _logger.warning("Account %s: lease lost mid-run; the new holder carries on.", account_id)
-        ctx.checkpoint.rollback()
-        return
-    except AuthenticationFailed as error:
-        ctx.checkpoint.rollback()
-        _logger.warning("Account %s needs to be reconnected: %s", account_id, error)
-        ctx.accounts.record_reconnect_needed(account_id, str(error))
+        _roll_back(ctx, report)
     except MailboxError as error:
-        ctx.checkpoint.rollback()
-        _record_failure(ctx, account_id, str(error))
+        _roll_back(ctx, report)
+        if error.transient:
+            _record_failure(ctx, account_id, str(error))
+        else:
+            # Retrying a refused password only gets the mailbox locked: wait for a person.
+            _logger.warning("Account %s needs to be reconnected: %s", account_id, error)
+            ctx.accounts.record_reconnect_needed(account_id, str(error))
     except Exception as error:
         # A bug or a broken row must not stop the other accounts, but it must
         # be seen: logged with its traceback and shown on the account.
         _logger.exception("Account %s: unexpected error during sync", account_id)
-        ctx.checkpoint.rollback()
+        _roll_back(ctx, report)
         _record_failure(ctx, account_id, f"Unexpected error: {error!r}")
     else:
         ctx.accounts.record_success(account_id, ctx.clock.now())
-    # Announced with the run's last commit, also when it failed half-way:
-    # what the earlier checkpoints committed is in the index either way.
+    # Announced with the run's last commit, also after a failure half-way:
+    # the report then counts only what earlier checkpoints committed.
     if report.changed:
         ctx.notifier.index_changed(report)
     ctx.checkpoint.commit()
+
+
+def _roll_back(ctx, report):
+    ctx.checkpoint.rollback()
+    report.discard_uncommitted()
 
 
 def _record_failure(ctx, account_id, message):

@@ -7,14 +7,9 @@ It stops at ``deadline`` and reports what is left, so the cron re-queues
 itself while history remains.
 """
 
-import logging
-
-from ..domain import BackfillState
-from ..errors import FolderNotFound
+from ..domain import BackfillState, FolderSyncState
 from .account_run import run_on_account
-from .folder_steps import open_folder, walk_down
-
-_logger = logging.getLogger(__name__)
+from .folder_steps import folder_errors, open_folder, walk_down
 
 
 def backfill(ctx, deadline, max_messages_per_folder=None):
@@ -47,12 +42,11 @@ def backfill(ctx, deadline, max_messages_per_folder=None):
 def _backfill_folder(run, claimed, deadline, max_messages):
     # Re-read under the lease: the claim may predate another worker's progress.
     folder = run.ctx.folders.get(claimed.id)
-    if folder is None or folder.backfill_state == BackfillState.DONE:
+    if (folder is None or folder.backfill_state == BackfillState.DONE
+            or folder.sync_state != FolderSyncState.INCREMENTAL):
         return 0
-    try:
-        if open_folder(run, folder) is None:
-            return None  # reset; bootstrap starts it over
-    except FolderNotFound:
-        _logger.info("Folder %s vanished before its backfill; discovery will drop it.", folder.path)
-        return None
-    return walk_down(run, folder, max_messages or float("inf"), deadline)
+    indexed = None  # stays None if the folder fails: its account is left alone this run
+    with folder_errors(run, folder):
+        if open_folder(run, folder) is not None:  # None: reset, bootstrap starts it over
+            indexed = walk_down(run, folder, max_messages or float("inf"), deadline)
+    return indexed

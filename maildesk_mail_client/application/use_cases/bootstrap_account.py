@@ -8,15 +8,10 @@ folder in capped chunks up to ``bootstrap_limit``; older history is left
 to the lower-priority backfill.
 """
 
-import logging
-
-from ..domain import FolderSyncState
-from ..errors import FolderNotFound
+from ..domain import BackfillState, FolderSyncState
 from .account_run import run_on_account
 from .discover_folders import discover_folders
-from .folder_steps import open_folder, pin_top, walk_down
-
-_logger = logging.getLogger(__name__)
+from .folder_steps import folder_errors, open_folder, pin_top, walk_down
 
 _PENDING = (FolderSyncState.NEW, FolderSyncState.BOOTSTRAP)
 
@@ -39,20 +34,22 @@ def _bootstrap(run, deadline):
             if run.ctx.clock.monotonic() >= deadline:
                 break
             _bootstrap_folder(run, folder, deadline)
+    # A folder that failed waits for the next scheduled run, not an immediate one.
     run.report.remaining = sum(
         1 for f in run.ctx.folders.list_for_account(run.account_id)
-        if f.selectable and f.sync_state in _PENDING
+        if f.selectable and f.sync_state in _PENDING and f.id not in run.report.folders_failed
     )
 
 
 def _bootstrap_folder(run, folder, deadline, first_chunk=None, max_messages=None):
-    try:
+    with folder_errors(run, folder):
+        _fill(run, folder, deadline, first_chunk, max_messages)
+
+
+def _fill(run, folder, deadline, first_chunk, max_messages):
+    status = open_folder(run, folder)
+    if status is None:  # reset: UIDVALIDITY changed under us
         status = open_folder(run, folder)
-        if status is None:  # reset: UIDVALIDITY changed under us
-            status = open_folder(run, folder)
-    except FolderNotFound:
-        _logger.info("Folder %s vanished before its bootstrap; discovery will drop it.", folder.path)
-        return
     if folder.sync_state == FolderSyncState.NEW:
         pin_top(folder, status)
         run.checkpoint(folder)
@@ -60,6 +57,6 @@ def _bootstrap_folder(run, folder, deadline, first_chunk=None, max_messages=None
     if max_messages is not None:
         quota = min(quota, max_messages)
     walk_down(run, folder, quota, deadline, first_chunk=first_chunk)
-    if folder.bootstrap_indexed >= run.settings.bootstrap_limit or folder.backfill_state == "done":
+    if folder.bootstrap_indexed >= run.settings.bootstrap_limit or folder.backfill_state == BackfillState.DONE:
         folder.sync_state = FolderSyncState.INCREMENTAL
         run.checkpoint(folder)

@@ -58,21 +58,26 @@ def discover_folders(run):
     ctx.accounts.mark_folders_synced(run.account_id)
     if changes.changed:
         _logger.info("Account %s folders: %s", run.account_id, changes)
-        run.checkpoint()
         if changes.created:
-            ctx.scheduler.wake_bootstrap()
+            ctx.scheduler.wake_bootstrap()  # committed with the new folders
+    run.checkpoint()
     return changes
 
 
 def _match_renames(session, appeared, vanished):
-    """Pairs (new remote folder, old local state) that are the same folder."""
-    candidates = {}
+    """Pairs (new remote folder, old local state) that are the same folder.
+
+    UIDVALIDITY is only unique per name (RFC 3501 §2.3.1.1), so a match must
+    be one-to-one: one vanished and one appeared folder sharing the value.
+    Anything ambiguous is re-indexed instead, which costs time, not data.
+    """
+    olds = {}
     for state in vanished:
         if state.uidvalidity:
-            candidates.setdefault(state.uidvalidity, []).append(state)
-    if not candidates:
+            olds.setdefault(state.uidvalidity, []).append(state)
+    if not olds:
         return []
-    pairs = []
+    news = {}
     for remote in appeared:
         if not remote.selectable:
             continue
@@ -80,8 +85,6 @@ def _match_renames(session, appeared, vanished):
             uidvalidity = session.select(remote.path).uidvalidity
         except FolderNotFound:
             continue  # gone again already; the next discovery will see
-        olds = candidates.get(uidvalidity, [])
-        # Only an unambiguous match is a rename; otherwise re-index to be safe.
-        if len(olds) == 1:
-            pairs.append((remote, olds.pop()))
-    return pairs
+        news.setdefault(uidvalidity, []).append(remote)
+    return [(news[value][0], olds[value][0]) for value in news
+            if len(news[value]) == 1 and len(olds.get(value, ())) == 1]

@@ -1,8 +1,10 @@
 """Steps shared by bootstrap, incremental sync and backfill on one folder."""
 
+import contextlib
 import logging
 
 from ..domain import BackfillState, FolderSyncState
+from ..errors import FolderNotFound, ServerError
 
 _logger = logging.getLogger(__name__)
 
@@ -32,19 +34,46 @@ def reset_folder(run, folder):
     folder.backfill_state = BackfillState.PENDING
     run.report.removed += removed
     run.report.folders_reset.add(folder.id)
+    run.ctx.scheduler.wake_bootstrap()  # before the commit, so it is committed with the reset
     run.checkpoint(folder)
-    run.ctx.scheduler.wake_bootstrap()
 
 
 def pin_top(folder, status):
-    """First visit: everything above the current top is incremental sync's job."""
+    """First visit: everything above the current top is incremental sync's job.
+
+    ``low_uid = UIDNEXT`` says "all from here up is indexed", which is true:
+    nothing up there exists yet. Incremental sync then checks exactly the
+    rows it added itself, and leaves the history below to the walk down.
+    """
     folder.uidvalidity = status.uidvalidity
     folder.uidnext = status.uidnext
     folder.highest_modseq = status.highest_modseq
     folder.server_exists = status.exists
     folder.last_uid = max(status.uidnext - 1, 0)
-    folder.low_uid = 0
+    folder.low_uid = max(status.uidnext, 1)
     folder.sync_state = FolderSyncState.BOOTSTRAP
+
+
+@contextlib.contextmanager
+def folder_errors(run, folder):
+    """Keep one folder's trouble in that folder.
+
+    A folder that vanished is dropped by the next discovery. A server error
+    (a folder it will not open, a message it will not FETCH) is recorded on
+    the folder for the admin, and the account's other folders carry on.
+    Connection and login errors still end the run: they are the account's.
+    """
+    try:
+        yield
+    except FolderNotFound:
+        _logger.info("Folder %s vanished during sync; the next discovery drops it.", folder.path)
+        run.rollback()
+    except ServerError as error:
+        _logger.warning("Folder %s (%s): %s", folder.id, folder.path, error)
+        run.rollback()
+        run.ctx.folders.record_error(folder.id, str(error))
+        run.report.folders_failed.add(folder.id)
+        run.checkpoint()
 
 
 def index_uids(run, folder, uids):

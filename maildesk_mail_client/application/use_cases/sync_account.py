@@ -2,18 +2,18 @@
 
 Folders still in bootstrap are synced too (their top is pinned), so mail
 that arrives while history is loading shows up at once. Folders that are
-NEW belong to the bootstrap job. Whatever the deadline cuts off is reported
-as ``remaining`` and picked up first on the next run.
+NEW belong to the bootstrap job. After INBOX, folders go least recently
+synced first, so what a deadline cuts off one run goes first the next.
 """
 
-import logging
+import datetime as dt
 
-from ..errors import FolderNotFound
 from .account_run import run_on_account
 from .discover_folders import discover_folders
+from .folder_steps import folder_errors
 from .sync_folder import sync_folder
 
-_logger = logging.getLogger(__name__)
+_NEVER = dt.datetime.min
 
 
 def sync_account(ctx, account_id, deadline, max_folders=None):
@@ -23,7 +23,10 @@ def sync_account(ctx, account_id, deadline, max_folders=None):
 
 def _sync(run, deadline, max_folders):
     discover_folders(run)
-    folders = [f for f in run.ctx.folders.list_for_account(run.account_id) if f.selectable]
+    folders = sorted(
+        (f for f in run.ctx.folders.list_for_account(run.account_id) if f.selectable),
+        key=lambda f: (not f.is_inbox, f.last_sync_at or _NEVER),
+    )
     if max_folders is not None:
         run.report.remaining += max(len(folders) - max_folders, 0)
         folders = folders[:max_folders]
@@ -32,7 +35,5 @@ def _sync(run, deadline, max_folders):
         if position and run.ctx.clock.monotonic() >= deadline:
             run.report.remaining += len(folders) - position
             break
-        try:
+        with folder_errors(run, folder):
             sync_folder(run, folder)
-        except FolderNotFound:
-            _logger.info("Folder %s vanished during sync; the next discovery drops it.", folder.path)

@@ -22,14 +22,15 @@ _logger = logging.getLogger(__name__)
 
 
 def sync_folder(run, folder):
-    """Returns False when the folder was reset and needs a bootstrap first."""
     if folder.sync_state == FolderSyncState.NEW:
-        return False
+        return  # the bootstrap job's
     status = open_folder(run, folder)
     if status is None:
-        return False
+        return  # reset: the bootstrap job starts it over
     if _unchanged(folder, status):
-        return True
+        # Stamped all the same, so the least recently visited folders go first next run.
+        run.ctx.folders.touch(folder.id)
+        return
 
     condstore = "CONDSTORE" in run.session.capabilities and status.highest_modseq is not None
     qresync = condstore and "QRESYNC" in run.session.capabilities
@@ -41,8 +42,8 @@ def sync_folder(run, folder):
     known_top = folder.last_uid
     _fetch_new(run, folder, status)
 
-    # Only ``low_uid..known_top`` is indexed; with nothing indexed yet (a
-    # bootstrap pinned the top, then stopped) there is nothing to compare.
+    # Only ``low_uid..known_top`` is indexed: the history below is the walk
+    # down's, and must not be fetched here in one unbounded pass.
     low = folder.low_uid
     if low and known_top >= low:
         if modseq_trusted:
@@ -60,7 +61,6 @@ def sync_folder(run, folder):
     folder.uidnext = status.uidnext
     folder.server_exists = status.exists
     run.checkpoint(folder)
-    return True
 
 
 def _unchanged(folder, status):
@@ -92,6 +92,7 @@ def _scan_flags(run, folder, low, high):
     for start in range(low, high + 1, size):
         updates = run.session.fetch_flags(start, min(start + size - 1, high))
         run.record_upserts(folder, run.ctx.index.update_flags(folder.id, updates))
+        run.keep_lease()  # a big folder without CONDSTORE can take a while
 
 
 def _diff_uids(run, folder, low, high):
@@ -105,6 +106,7 @@ def _diff_uids(run, folder, low, high):
         _logger.warning("Folder %s: %d indexed UID(s) were missing; fetching them.", folder.path, len(missing))
         for start in range(0, len(missing), run.settings.chunk):
             index_uids(run, folder, missing[start:start + run.settings.chunk])
+            run.keep_lease()
 
 
 def _remove(run, folder, uids):

@@ -159,11 +159,12 @@ class ImapSessionAdapter:
         return not any(folder.path == path for folder in list_folders(self._client))
 
     def _fetch_metadata(self, uids: list[int]) -> list[MessageMeta]:
-        """One UID FETCH; an answer imapclient cannot parse is split until the culprits are alone."""
-        raw = wire.uid_fetch(self._client, _uid_set(uids), self._metadata_items)
+        """One UID FETCH; a chunk the server refuses (``NO``, as Gmail and Yahoo do for
+        single broken messages) or that imapclient cannot parse is split until the
+        culprits are alone, so one bad message never holds back the others."""
         try:
-            by_uid = wire.parse_fetch(raw)
-        except _UNPARSEABLE as error:
+            by_uid = wire.parse_fetch(wire.uid_fetch(self._client, _uid_set(uids), self._metadata_items))
+        except (ServerError, *_UNPARSEABLE) as error:
             if len(uids) == 1:
                 return self._minimal_metadata(uids[0], error)
             middle = len(uids) // 2
@@ -171,12 +172,14 @@ class ImapSessionAdapter:
         return [message_meta(uid, by_uid[uid]) for uid in uids if uid in by_uid]
 
     def _minimal_metadata(self, uid: int, error) -> list[MessageMeta]:
-        reason = f"the server's answer could not be parsed ({type(error).__name__}: {error})"[:300]
+        if isinstance(error, ServerError):
+            reason = f"the server refused to send this message's details ({error})"[:300]
+        else:
+            reason = f"the server's answer could not be parsed ({type(error).__name__}: {error})"[:300]
         _logger.warning("%s: message UID %s: %s; indexing flags and size only.", self._where, uid, reason)
-        raw = wire.uid_fetch(self._client, str(uid), self._minimal_items)
         try:
-            by_uid = wire.parse_fetch(raw)
-        except _UNPARSEABLE:
+            by_uid = wire.parse_fetch(wire.uid_fetch(self._client, str(uid), self._minimal_items))
+        except (ServerError, *_UNPARSEABLE):
             return [MessageMeta(uid=uid, parse_error=reason)]
         return [message_meta(uid, by_uid[uid], known_error=reason)] if uid in by_uid else []
 

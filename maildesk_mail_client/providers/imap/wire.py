@@ -1,10 +1,9 @@
 """The exchanges imapclient cannot express, on its imaplib connection.
 
-- ``IMAPClient.fetch`` takes UID lists only (no ``low:high`` ranges) and
-  keys its answer by sequence number whenever a FETCH response has no UID,
-  which lets an unsolicited flag update land on the wrong message. Here a
-  FETCH is sent as is, and its answer is keyed by the UID each response
-  carries; responses without one are dropped.
+- ``IMAPClient.fetch`` keys its answer by sequence number and merges the
+  responses that share one, so after an expunge an unsolicited flag update
+  can land on the wrong message. Here each FETCH response is parsed on its
+  own and keyed by the UID it carries; responses without one are dropped.
 - QRESYNC's untagged ``VANISHED`` responses (RFC 7162 §3.2.10) are left
   unparsed by imapclient; imaplib files them under their name.
 
@@ -13,6 +12,7 @@ error (raised by ``uid_fetch``) from an answer imapclient cannot parse
 (raised by ``parse_fetch``).
 """
 
+import re
 from collections.abc import Sequence
 
 from imapclient import IMAPClient
@@ -35,26 +35,48 @@ def uid_fetch(client: IMAPClient, uid_set: str, items: Sequence[str], modifiers:
 
 
 def parse_fetch(raw: list) -> dict[int, dict]:
-    """imapclient's FETCH parser, keyed by UID. Raises what the parser raises."""
+    """imapclient's FETCH parser, one response at a time, keyed by UID. Raises what the parser raises."""
     by_uid = {}
-    for item in parse_fetch_response(raw, normalise_times=False, uid_is_key=False).values():
-        uid = item.get(b"UID")
-        if uid is not None:
-            by_uid.setdefault(uid, {}).update(item)
+    for response in _responses(raw):
+        for item in parse_fetch_response(response, normalise_times=False, uid_is_key=False).values():
+            uid = item.get(b"UID")
+            if uid is not None:
+                by_uid.setdefault(uid, {}).update(item)
     return by_uid
+
+
+# A FETCH response starts "<seq> (" on a line of its own or in the head of a
+# literal; what follows a literal starts with a space or ")".
+_RESPONSE_START = re.compile(rb"\d+ \(")
+
+
+def _responses(raw: list):
+    """imaplib's FETCH data split into one list per response."""
+    response = []
+    for element in raw:
+        head = element[0] if isinstance(element, tuple) else element
+        if response and isinstance(head, bytes) and _RESPONSE_START.match(head):
+            yield response
+            response = []
+        response.append(element)
+    if response:
+        yield response
 
 
 def pop_vanished(client: IMAPClient, low: int, high: int) -> frozenset[int]:
     """UIDs in ``low..high`` reported by VANISHED since the folder was selected; forgets them."""
     uids = set()
     for line in client._imap.untagged_responses.pop("VANISHED", []):
-        uid_set = _text(line).removeprefix("(EARLIER)").strip()
+        uid_set = _EARLIER.sub("", _text(line)).strip()
         try:
             uids.update(_expand(uid_set, low, high))
         except ValueError as error:
             raise ServerError(f"{client.host}:{client.port} sent a VANISHED response that is not a UID set: "
                               f"{uid_set[:100]!r}.") from error
     return frozenset(uids)
+
+
+_EARLIER = re.compile(r"^\s*\(EARLIER\)", re.IGNORECASE)
 
 
 def _expand(uid_set: str, low: int, high: int):

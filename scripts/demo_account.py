@@ -6,7 +6,8 @@
 idempotent: it creates the "Demo mailbox" account (IMAP, login demo / demo,
 owned by admin) the first time, points it at the server given if that moved,
 and asks for a sync now, as Sync now does: the running server's cron workers
-wake on that at once instead of at their next poll, up to a minute later.
+wake on that at once instead of at their next poll, up to a minute later
+(hence "once Odoo serves": a wake-up sent before they listen is lost).
 """
 
 import os
@@ -15,10 +16,13 @@ NAME = "Demo mailbox"
 
 
 def ensure_demo_account(env, host, port):
-    accounts = env["mailbox.account"].sudo().with_context(active_test=False)
+    admin = env.ref("base.user_admin")
+    # As admin, so the chatter says who connected it; archived counts, so an
+    # archived demo account stays archived instead of getting a twin.
+    accounts = env["mailbox.account"].with_user(admin).sudo().with_context(active_test=False)
     wanted = {
         "provider": "imap", "imap_host": host, "imap_port": port, "imap_security": "none",
-        "imap_login": "demo", "imap_password": "demo", "active": True, "sync_enabled": True,
+        "imap_login": "demo", "imap_password": "demo",
     }
     account = accounts.search([("name", "=", NAME)], limit=1)
     if account:
@@ -27,7 +31,7 @@ def ensure_demo_account(env, host, port):
             account.write(changed)
     else:
         account = accounts.create({
-            "name": NAME, "email": "demo@acme.example", "user_id": env.ref("base.user_admin").id, **wanted,
+            "name": NAME, "email": "demo@acme.example", "user_id": admin.id, **wanted,
         })
     account.action_sync_now()
     env.cr.commit()

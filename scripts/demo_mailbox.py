@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The demo mailbox: realistic mail for ``scripts/run`` and ``docker compose up``.
 
 About 1,200 messages in INBOX over the last six months, from colleagues,
@@ -82,7 +81,7 @@ NEWSLETTERS = [
     Address("DevTalks", "hello", "devtalks.example"),
 ]
 
-PROJECTS = ["Atlas", "Beacon", "Comet", "Delta migration", "Everest", "the customer portal", "billing v2"]
+PROJECTS = ["Atlas", "Beacon", "Comet", "Delta", "Everest", "Portal", "Billing v2"]
 DOCS = ["design doc", "rollout plan", "Q3 roadmap", "pricing proposal", "onboarding checklist", "postmortem"]
 TOPICS = ["observability", "PostgreSQL tuning", "incident response", "API design", "hiring", "cost control"]
 REPOS = ["acme/portal", "acme/billing", "acme/infra", "acme/mobile"]
@@ -186,13 +185,11 @@ class _Writer:
         lines = self.rng.sample(BODY_LINES, self.rng.randint(1, 3))
         return f"Hi {first},\n\n" + "\n".join(lines) + f"\n\nBest,\n{sender.display_name}\n"
 
-    def message(self, sender, to, subject, date, body=None, html=None, attachments=(), reply_to=None, cc=None):
+    def message(self, sender, to, subject, date, body=None, html=None, attachments=(), reply_to=None):
         """(Message-ID, raw bytes); ``reply_to`` is the (Message-ID, References) of the message answered."""
         msg = EmailMessage(policy=SMTP)
         msg["From"] = sender
         msg["To"] = to
-        if cc:
-            msg["Cc"] = cc
         msg["Subject"] = subject  # the SMTP policy encodes non-ASCII as RFC 2047
         msg["Date"] = format_datetime(date)
         message_id = msg["Message-ID"] = self.message_id(sender)
@@ -403,7 +400,8 @@ def main():
     try:
         appended = seed(args.host, args.port, args.login, args.password, wait=args.wait)
     except (OSError, imaplib.IMAP4.error) as error:
-        sys.exit(f"demo mailbox: cannot seed {args.login}@{args.host}:{args.port}: {error}")
+        reason = error.args[0].decode() if error.args and isinstance(error.args[0], bytes) else error
+        sys.exit(f"demo mailbox: cannot seed {args.login}@{args.host}:{args.port}: {reason}")
     print("demo mailbox:", ", ".join(f"{folder} +{count}" for folder, count in appended.items()))
 
 

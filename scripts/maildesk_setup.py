@@ -122,16 +122,26 @@ class Venv:
 
 
 def ensure_venv(odoo=None, test=False):
+    """The virtualenv, installed for ``odoo`` (or none) and, with ``test``, the test tools.
+
+    A stamp records what was installed, so a second run installs nothing; a
+    venv installed for the tests also serves ``scripts/run``.
+    """
     venv = Venv(os.environ.get("MAILDESK_VENV") or DEFAULT_VENV)
-    files = [REPO / "requirements.txt", REPO / "constraints.txt"] + ([REPO / "requirements-test.txt"] if test else [])
+    base = [REPO / "requirements.txt", REPO / "constraints.txt"]
     odoo_reqs = odoo_requirements(odoo) if odoo else ""
-    stamp_text = hashlib.sha256(
-        "".join(f.read_text() for f in files).encode() + odoo_reqs.encode() + sys.version.encode()
+    digest = hashlib.sha256(
+        "".join(f.read_text() for f in base).encode() + odoo_reqs.encode() + sys.version.encode()
     ).hexdigest()
+    test_digest = hashlib.sha256((REPO / "requirements-test.txt").read_bytes()).hexdigest()
+    wanted = {digest} | ({f"test:{test_digest}"} if test else set())
     stamp = venv.path / ".maildesk-stamp"
-    if stamp.exists() and stamp.read_text().strip() == stamp_text and Path(venv.python).exists():
+    installed = set(stamp.read_text().split()) if stamp.exists() else set()
+    if Path(venv.python).exists() and digest in installed and wanted <= installed:
         log(f"virtualenv up to date: {venv.path}")
         return venv
+    if digest not in installed:
+        installed = set()  # the base changed: what the stamp says no longer holds
     if not Path(venv.python).exists():
         log(f"creating virtualenv {venv.path}")
         venv.path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +161,7 @@ def ensure_venv(odoo=None, test=False):
         args += ["-r", str(odoo_file)]
     log("installing Python packages (first run only; a few minutes)")
     subprocess.run([*pip, *args, "-c", constraints], check=True, env=env)
-    stamp.write_text(stamp_text)
+    stamp.write_text("\n".join(sorted(installed | wanted)))
     return venv
 
 

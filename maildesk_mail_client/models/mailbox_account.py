@@ -44,7 +44,8 @@ class MailboxAccount(models.Model):
     # Who may see it
     user_id = fields.Many2one("res.users", string="Owner", required=True, index=True,
                               default=lambda self: self.env.user, tracking=True)
-    is_shared = fields.Boolean(string="Shared Mailbox", tracking=True)
+    is_shared = fields.Boolean(string="Shared", tracking=True,
+                               help="Also readable by the users listed in Shared With.")
     access_user_ids = fields.Many2many(
         "res.users", "maildesk_account_access_rel", "account_id", "user_id",
         string="Shared With", help="Users who may read this shared mailbox, besides its owner.",
@@ -68,7 +69,7 @@ class MailboxAccount(models.Model):
         [("ok", "Connected"), ("reconnect_needed", "Reconnect Needed")],
         default="ok", required=True, readonly=True,
     )
-    last_sync_at = fields.Datetime(readonly=True)
+    last_sync_at = fields.Datetime(string="Last Sync", readonly=True)
     last_error = fields.Text(readonly=True)
     last_error_at = fields.Datetime(readonly=True)
     failure_count = fields.Integer(readonly=True, help="Failed sync runs in a row.")
@@ -76,7 +77,7 @@ class MailboxAccount(models.Model):
     folders_synced_at = fields.Datetime(readonly=True)
     gmail_history_id = Int8(readonly=True, copy=False)
     sync_status = fields.Selection(
-        [("ok", "Up to date"), ("bootstrap", "Loading"), ("backoff", "Retrying later"),
+        [("bootstrap", "Loading"), ("ok", "Up to date"), ("backoff", "Retrying later"),
          ("reconnect_needed", "Reconnect needed"), ("paused", "Paused")],
         compute="_compute_sync_status",
     )

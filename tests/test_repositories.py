@@ -175,7 +175,11 @@ def test_due_accounts_skip_backoff_and_reconnect(pg_db):
     accounts = AccountRepository(cr)
     accounts.record_failure(backing_off, "Connection refused", 1,
                             _utcnow() + dt.timedelta(minutes=5))
-    accounts.record_reconnect_needed(broken, "Login refused")
+    accounts.record_reconnect_needed(broken, "Login refused", since=_utcnow())
+    # An admin saved the account while the failing run was under way: it stays "ok".
+    cr.execute("UPDATE mailbox_account SET write_date = %s WHERE id = %s",
+               [_utcnow() + dt.timedelta(seconds=5), ok])
+    accounts.record_reconnect_needed(ok, "Login refused", since=_utcnow())
     assert accounts.due_for_sync("imap") == [ok]
     assert accounts.failure_count(backing_off) == 1
     accounts.record_success(backing_off, _utcnow())

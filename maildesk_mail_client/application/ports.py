@@ -118,7 +118,8 @@ class AccountStore(Protocol):
     def record_failure(self, account_id: int, message: str, failures: int,
                        backoff_until: dt.datetime) -> None: ...
 
-    def record_reconnect_needed(self, account_id: int, message: str) -> None: ...
+    def record_reconnect_needed(self, account_id: int, message: str, since: dt.datetime) -> None:
+        """Unless the account was edited after ``since``."""
 
     def failure_count(self, account_id: int) -> int: ...
 

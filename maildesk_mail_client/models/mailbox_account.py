@@ -210,7 +210,13 @@ class MailboxAccount(models.Model):
 
     @api.model
     def _maildesk_after_message_index_upserted(self, account_id, folder, uid, index_id, is_new):
-        """Called after every index row the engine inserted or changed."""
+        """Called after every index row the engine inserted or changed.
+
+        ``is_new`` is true once per row: for new mail, and also for every
+        message of a folder re-indexed after a UIDVALIDITY change or an
+        ambiguous rename (its old rows were dropped). The call happens
+        before the chunk is committed; a rollback undoes what it wrote too.
+        """
 
     @api.model
     def _maildesk_enqueue_folder_open_prefetch(self, account_id, folder_id, top_index_ids):

@@ -8,13 +8,12 @@ mail's ``auto_commit`` in ``mail.mail``.
 """
 
 import contextlib
+import datetime as dt
 import os
 import socket
 import threading
 import time
 import uuid
-
-from odoo import fields
 
 from ..application.ports import EngineContext, SyncSettings
 from ..providers.imap.session import ImapSessionAdapter
@@ -91,7 +90,9 @@ class OdooScheduler:
 
 class OdooClock:
     def now(self):
-        return fields.Datetime.now()
+        # Naive UTC like Odoo's columns, but with microseconds (fields.Datetime.now()
+        # drops them), so it compares right with write_date.
+        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
     def monotonic(self):
         return time.monotonic()

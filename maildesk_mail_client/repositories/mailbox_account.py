@@ -74,13 +74,15 @@ class AccountRepository:
             [failures, backoff_until, message, account_id],
         )
 
-    def record_reconnect_needed(self, account_id, message):
+    def record_reconnect_needed(self, account_id, message, since):
+        """Unless an admin saved the account after ``since`` (the run's start):
+        the password fixed while this run was failing must not be marked bad."""
         self.cr.execute(
             f"""
             UPDATE {TABLE}
                SET auth_state = 'reconnect_needed', last_error = %s,
                    last_error_at = now() AT TIME ZONE 'UTC'
-             WHERE id = %s
+             WHERE id = %s AND (write_date IS NULL OR write_date <= %s)
             """,
-            [message, account_id],
+            [message, account_id, since],
         )

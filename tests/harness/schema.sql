@@ -17,7 +17,8 @@ CREATE TABLE mailbox_account (
     failure_count int4 DEFAULT 0,
     backoff_until timestamp,
     folders_synced_at timestamp,
-    gmail_history_id int8
+    gmail_history_id int8,
+    write_date timestamp
 );
 
 CREATE TABLE maildesk_folder (

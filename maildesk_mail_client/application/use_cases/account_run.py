@@ -92,6 +92,7 @@ def run_on_account(ctx, account_id, work):
 
 
 def _run(ctx, account_id, work, report):
+    started = ctx.clock.now()
     try:
         session = ctx.sessions(account_id)
         try:
@@ -109,7 +110,7 @@ def _run(ctx, account_id, work, report):
         else:
             # Retrying a refused password only gets the mailbox locked: wait for a person.
             _logger.warning("Account %s needs to be reconnected: %s", account_id, error)
-            ctx.accounts.record_reconnect_needed(account_id, str(error))
+            ctx.accounts.record_reconnect_needed(account_id, str(error), since=started)
     except Exception as error:
         # A bug or a broken row must not stop the other accounts, but it must
         # be seen: logged with its traceback and shown on the account.

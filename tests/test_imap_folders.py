@@ -4,13 +4,9 @@ import pytest
 
 from maildesk_mail_client.application.domain import FolderRole, RemoteFolder
 from maildesk_mail_client.application.errors import FolderNotFound
-from maildesk_mail_client.providers.imap import ImapConfig, ImapSessionAdapter
 from maildesk_mail_client.providers.imap.folders import folders_from_list
 
-
-def session_for(account):
-    return ImapSessionAdapter.open(ImapConfig(account.host, account.port, "none", account.login, account.password,
-                                              timeout=5))
+from .harness.sync_world import open_session
 
 
 def create_folders(account, *names):
@@ -23,7 +19,7 @@ def create_folders(account, *names):
 
 
 def listed(account):
-    with session_for(account) as session:
+    with open_session(account) as session:
         return {folder.path: folder for folder in session.list_folders()}
 
 
@@ -63,7 +59,7 @@ def test_names_in_modified_utf7_are_decoded_and_select_works(imap_account):
     folders = listed(account)
     assert set(names) <= set(folders)
     assert folders["Ünter/Ordner"].name == "Ordner"
-    with session_for(account) as session:
+    with open_session(account) as session:
         assert session.select("日本語").exists == 1
         assert session.select("Tom & Jerry").exists == 0
 
@@ -90,7 +86,7 @@ def test_special_use_flags_are_case_insensitive_and_one_per_role():
 def test_selecting_a_folder_that_is_gone(imap_account):
     account = imap_account()
     create_folders(account, "Doomed")
-    with session_for(account) as session:
+    with open_session(account) as session:
         session.select("Doomed")
         client = account.client()
         client.delete_folder("Doomed")

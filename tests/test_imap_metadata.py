@@ -6,15 +6,11 @@ import datetime as dt
 import pytest
 from imapclient.exceptions import ProtocolError
 
-from maildesk_mail_client.providers.imap import ImapConfig, ImapSessionAdapter, wire
+from maildesk_mail_client.providers.imap import wire
 from maildesk_mail_client.providers.imap.headers import decode_header
 
 from .harness.dovecot import make_message
-
-
-def session_for(account):
-    return ImapSessionAdapter.open(ImapConfig(account.host, account.port, "none", account.login, account.password,
-                                              timeout=5))
+from .harness.sync_world import open_session
 
 
 def index(account, *messages):
@@ -25,7 +21,7 @@ def index(account, *messages):
             client.append("INBOX", raw)
     finally:
         client.logout()
-    with session_for(account) as session:
+    with open_session(account) as session:
         session.select("INBOX")
         return session.fetch_metadata(session.search_uids())
 
@@ -230,7 +226,7 @@ def test_a_message_whose_minimal_answer_fails_too_keeps_its_uid(imap_account, po
 def test_expunged_uids_are_simply_absent(imap_account):
     account = imap_account()
     index(account, *(make_message(subject=f"m{n}") for n in range(5)))
-    with session_for(account) as session:
+    with open_session(account) as session:
         session.select("INBOX")
         client = account.client()
         client.select_folder("INBOX")

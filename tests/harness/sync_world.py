@@ -17,9 +17,14 @@ from .engine import create_account, make_context
 FLAG_NAMES = (b"\\Seen", b"\\Flagged", b"\\Answered", b"\\Draft")
 
 
-def imap_config(mailbox):
+def imap_config(mailbox, timeout=30):
     return ImapConfig(host=mailbox.host, port=mailbox.port, security="none",
-                      login=mailbox.login, password=mailbox.password, timeout=30)
+                      login=mailbox.login, password=mailbox.password, timeout=timeout)
+
+
+def open_session(mailbox, timeout=5):
+    """The production adapter, logged in to a test mailbox over plain IMAP."""
+    return ImapSessionAdapter.open(imap_config(mailbox, timeout))
 
 
 class SyncWorld:

@@ -7,8 +7,9 @@ import pytest
 
 from maildesk_mail_client.application.domain import ChangeSet, Flags
 from maildesk_mail_client.application.errors import ConnectionFailed
-from maildesk_mail_client.providers.imap import ImapConfig, ImapSessionAdapter
 from maildesk_mail_client.providers.imap.session import _uid_set
+
+from .harness.sync_world import open_session
 
 
 @pytest.fixture(params=["full", "basic"])
@@ -30,8 +31,7 @@ def account(server, imap_account):
 
 @pytest.fixture
 def session(account):
-    session = ImapSessionAdapter.open(ImapConfig(account.host, account.port, "none", account.login,
-                                                 account.password, timeout=5))
+    session = open_session(account, timeout=5)
     yield session
     session.close()
 
@@ -95,8 +95,7 @@ def test_fetch_flags_after_another_client_changed_them(session, account, profile
 def test_changes_since_with_condstore(dovecot, imap_account):
     account = imap_account(dovecot)
     dovecot.seed(account, "INBOX", 20)
-    with ImapSessionAdapter.open(ImapConfig(account.host, account.port, "none", account.login,
-                                            account.password)) as session:
+    with open_session(account) as session:
         checkpoint = session.select("INBOX").highest_modseq
         client = other_client(account)
         client.add_flags([5, 15], [b"\\Seen"])
@@ -113,8 +112,7 @@ def test_changes_since_with_condstore(dovecot, imap_account):
 def test_qresync_reports_vanished_uids(dovecot, imap_account, reselect):
     account = imap_account(dovecot)
     dovecot.seed(account, "INBOX", 20)
-    with ImapSessionAdapter.open(ImapConfig(account.host, account.port, "none", account.login,
-                                            account.password)) as session:
+    with open_session(account) as session:
         checkpoint = session.select("INBOX").highest_modseq
         client = other_client(account)
         client.delete_messages([3, 4, 5, 9, 17])
@@ -134,8 +132,7 @@ def test_qresync_reports_vanished_uids(dovecot, imap_account, reselect):
 def test_without_condstore_no_changedsince_is_sent(dovecot_basic, imap_account, imap_commands):
     account = imap_account(dovecot_basic)
     dovecot_basic.seed(account, "INBOX", 6)
-    with ImapSessionAdapter.open(ImapConfig(account.host, account.port, "none", account.login,
-                                            account.password)) as session:
+    with open_session(account) as session:
         session.select("INBOX")
         client = other_client(account)
         client.add_flags([2], [b"\\Seen"])
@@ -168,8 +165,7 @@ def test_a_dropped_connection_is_a_connection_failure(session, server, account):
 
 def test_a_server_that_stops_answering_is_a_timeout(dovecot, imap_account):
     account = imap_account(dovecot)
-    session = ImapSessionAdapter.open(ImapConfig(account.host, account.port, "none", account.login,
-                                                 account.password, timeout=0.3))
+    session = open_session(account, timeout=0.3)
     session.select("INBOX")
     with dovecot.frozen(account):
         with pytest.raises(ConnectionFailed) as caught:

@@ -125,9 +125,8 @@ class SyncReport:
     folders_changed: set[int] = dataclasses.field(default_factory=set)
     folders_reset: set[int] = dataclasses.field(default_factory=set)
     folders_failed: set[int] = dataclasses.field(default_factory=set)  # retried at the cron's cadence
-    skipped_unparseable: int = 0
     remaining: int = 0  # work units left for the next run (progress reporting)
-    _committed: tuple = dataclasses.field(default=(0, 0, 0, frozenset(), frozenset(), 0), repr=False)
+    _committed: tuple = dataclasses.field(default=(0, 0, 0, frozenset(), frozenset()), repr=False)
 
     @property
     def changed(self) -> bool:
@@ -136,12 +135,12 @@ class SyncReport:
     def mark_committed(self) -> None:
         """What is counted so far is durable: a later rollback cannot take it back."""
         self._committed = (self.new, self.updated, self.removed, frozenset(self.folders_changed),
-                           frozenset(self.folders_reset), self.skipped_unparseable)
+                           frozenset(self.folders_reset))
 
     def discard_uncommitted(self) -> None:
         """A rollback undid the work since the last commit: stop counting it."""
-        new, updated, removed, changed, reset, skipped = self._committed
-        self.new, self.updated, self.removed, self.skipped_unparseable = new, updated, removed, skipped
+        new, updated, removed, changed, reset = self._committed
+        self.new, self.updated, self.removed = new, updated, removed
         self.folders_changed, self.folders_reset = set(changed), set(reset)
 
     def as_payload(self) -> dict:

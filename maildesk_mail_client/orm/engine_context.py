@@ -8,6 +8,7 @@ mail's ``auto_commit`` in ``mail.mail``.
 """
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import socket
@@ -128,17 +129,13 @@ def imap_session_factory(env):
 
 
 def settings_from_params(env):
+    """SyncSettings, with the chunk sizes and bound admins may tune as system parameters."""
     params = env["ir.config_parameter"].sudo()
     defaults = SyncSettings()
-    return SyncSettings(
-        first_chunk=int(params.get_param("maildesk.first_chunk", defaults.first_chunk)),
-        chunk=int(params.get_param("maildesk.chunk", defaults.chunk)),
-        bootstrap_limit=int(params.get_param("maildesk.bootstrap_limit", defaults.bootstrap_limit)),
-        flag_scan_chunk=defaults.flag_scan_chunk,
-        lease_ttl=defaults.lease_ttl,
-        backoff_base=defaults.backoff_base,
-        backoff_cap=defaults.backoff_cap,
-    )
+    return dataclasses.replace(defaults, **{
+        name: int(params.get_param(f"maildesk.{name}", getattr(defaults, name)))
+        for name in ("first_chunk", "chunk", "bootstrap_limit")
+    })
 
 
 def engine_context(env, sessions=None):

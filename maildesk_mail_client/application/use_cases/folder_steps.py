@@ -84,7 +84,6 @@ def index_uids(run, folder, uids):
         # Indexed anyway (the UID set must stay exact), flagged for the admin.
         _logger.warning("Folder %s: %d message(s) could not be fully parsed: UIDs %s",
                         folder.id, len(unparseable), unparseable[:20])
-        run.report.skipped_unparseable += len(unparseable)
     results = run.ctx.index.upsert(run.account_id, folder.id, PROVIDER, messages)
     run.record_upserts(folder, results)
     return messages

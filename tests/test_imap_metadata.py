@@ -5,9 +5,11 @@ import datetime as dt
 
 import pytest
 from imapclient.exceptions import ProtocolError
+from imapclient.response_types import Address, Envelope
 
 from maildesk_mail_client.providers.imap import wire
 from maildesk_mail_client.providers.imap.headers import decode_header
+from maildesk_mail_client.providers.imap.metadata import message_meta
 
 from .harness.dovecot import make_message
 from .harness.sync_world import open_session
@@ -66,6 +68,68 @@ def test_a_plain_message(imap_account):
 def test_encoded_and_raw_subjects(imap_account, header, expected):
     [meta] = index(imap_account(), raw_message(b"Subject: " + header, b"From: a@example.com"))
     assert meta.subject == expected and meta.parse_error is None
+
+
+# Encoded words naming a codec that is not a charset: "undefined" fails on all
+# input, "idna" and "punycode" on 8-bit bytes and on the "replace" error
+# handler, with plain UnicodeError rather than UnicodeDecodeError.
+BROKEN_CHARSET_WORDS = [
+    (b"=?undefined?Q?x?=", "x"),
+    (b"=?idna?Q?=FF?=", "\u00ff"),
+    (b"=?undefined?B?SvZyZw==?=", "J\u00f6rg"),
+    (b"=?punycode?Q?caf=E9?=", "caf\u00e9"),
+]
+
+
+@pytest.mark.parametrize("word, readable", BROKEN_CHARSET_WORDS)
+def test_a_broken_charset_costs_no_other_envelope_field(imap_account, word, readable):
+    [meta] = index(imap_account(), raw_message(
+        b"Subject: Re: " + word,
+        b"From: " + word + b" <sender@example.com>",
+        b"To: Bob <bob@example.com>, " + word + b" <carol@example.com>",
+        b"Cc: " + word + b" <dan@example.com>",
+        b"Message-ID: <broken-charset@example.com>",
+        b"In-Reply-To: <first@example.com>",
+        b"Date: Tue, 14 May 2024 09:30:00 +0200"))
+    assert meta.subject == f"Re: {readable}", "the bad word falls back to readable text"
+    assert meta.from_address == f"{readable} <sender@example.com>"
+    assert meta.to_addresses == f"Bob <bob@example.com>, {readable} <carol@example.com>"
+    assert meta.cc_addresses == f"{readable} <dan@example.com>"
+    assert meta.message_id == "<broken-charset@example.com>"
+    assert meta.in_reply_to == "<first@example.com>"
+    assert meta.date == dt.datetime(2024, 5, 14, 7, 30)
+    assert meta.parse_error is None, "a charset falling back is not a parse error"
+
+
+class _LostZone(dt.tzinfo):
+    """A date a parser could not finish: asking its offset fails."""
+
+    def utcoffset(self, value):
+        raise RuntimeError("zone lost")
+
+
+def test_each_envelope_field_is_read_on_its_own():
+    """One field, or one address, that cannot be read at all costs only itself, and is named in parse_error."""
+    envelope = Envelope(
+        date=dt.datetime(2024, 5, 14, 9, 30, tzinfo=_LostZone()),
+        subject=b"=?undefined?Q?x?= and =?idna?Q?=FF?=",
+        from_=(Address(b"=?idna?Q?=FF?=", None, b"alice", b"example.com"),),
+        sender=None, reply_to=None,
+        to=(Address(b"Bob", None, b"bob", b"example.com"), object(), Address(None, None, b"carol", b"example.com")),
+        cc=None, bcc=None,
+        in_reply_to=b"<first@example.com>", message_id=b"<m@example.com>")
+    data = {b"FLAGS": (b"\\Seen",), b"INTERNALDATE": dt.datetime(2024, 5, 14, 9, 31), b"RFC822.SIZE": 120,
+            b"ENVELOPE": envelope, b"BODY[HEADER.FIELDS (REFERENCES)]": b"", b"BODYSTRUCTURE": None}
+    meta = message_meta(7, data)
+    assert meta.subject == "x and \u00ff"
+    assert meta.from_address == "\u00ff <alice@example.com>"
+    assert meta.to_addresses == "Bob <bob@example.com>, carol@example.com", "the other addresses stay"
+    assert (meta.message_id, meta.in_reply_to) == ("<m@example.com>", "<first@example.com>")
+    assert meta.date is None and meta.flags.seen and meta.size == 120
+    problems = meta.parse_error.split("; ")
+    assert [p.split(":")[0] for p in problems if p.startswith("ENVELOPE")] == [
+        "ENVELOPE to_addresses address 2", "ENVELOPE date"]
+    assert "RuntimeError: zone lost" in meta.parse_error
 
 
 def test_encoded_display_names(imap_account):
@@ -247,6 +311,13 @@ def test_expunged_uids_are_simply_absent(imap_account):
     (b"=?utf-8?B?!!!?= =?utf-8?q?ok?=", "=?utf-8?B?!!!?= ok"),
     (b"tab\tand\r\n folded", "tab and folded"),
     (b"=?zlib?q?x?=", "x"),
+    (b"=?undefined?q?x?=", "x"),
+    (b"=?idna?q?=FF?=", "\u00ff"),
+    (b"=?idna?q?caf=C3=A9?=", "caf\u00e9"),
+    (b"=?punycode?b?/w==?=", "\u00ff"),
+    (b"=?utf-8\x00?q?nul?=", "nul"),
+    (b"=?base64?q?=FF?= =?zlib?q?=FE?=", "\u00ff\u00fe"),
+    (2024, "2024"),
 ])
 def test_decode_header_never_raises(raw, expected):
     assert decode_header(raw) == expected

@@ -89,8 +89,8 @@ def test_mark_deleted_then_revive_and_flag_updates(pg_db):
     index = MessageIndexRepository(conn.cursor())
     index.upsert(account_id, folder.id, "imap", [_meta(uid) for uid in (1, 2, 3)])
 
-    assert index.mark_deleted(folder.id, {2, 99}) == 1
-    assert index.mark_deleted(folder.id, {2}) == 0
+    assert index.mark_deleted(folder.id, {"2", "99"}) == 1
+    assert index.mark_deleted(folder.id, {"2"}) == 0
     assert index.live_uids(folder.id) == {1, 3}
     assert index.live_uids(folder.id, 2, 3) == {3}
 
@@ -175,11 +175,11 @@ def test_due_accounts_skip_backoff_and_reconnect(pg_db):
     accounts = AccountRepository(cr)
     accounts.record_failure(backing_off, "Connection refused", 1,
                             _utcnow() + dt.timedelta(minutes=5))
-    accounts.record_reconnect_needed(broken, "Login refused", since=_utcnow())
+    accounts.record_reconnect_needed(broken, "Login refused", accounts.edited_at(broken))
     # An admin saved the account while the failing run was under way: it stays "ok".
-    cr.execute("UPDATE mailbox_account SET write_date = %s WHERE id = %s",
-               [_utcnow() + dt.timedelta(seconds=5), ok])
-    accounts.record_reconnect_needed(ok, "Login refused", since=_utcnow())
+    seen_at_start = accounts.edited_at(ok)
+    cr.execute("UPDATE mailbox_account SET write_date = now() AT TIME ZONE 'UTC' WHERE id = %s", [ok])
+    accounts.record_reconnect_needed(ok, "Login refused", seen_at_start)
     assert accounts.due_for_sync("imap") == [ok]
     assert accounts.failure_count(backing_off) == 1
     accounts.record_success(backing_off, _utcnow())
@@ -198,3 +198,58 @@ def test_folder_state_defaults(pg_db):
     assert isinstance(state, FolderState)
     assert (state.sync_state, state.backfill_state, state.low_uid, state.last_uid) == ("new", "pending", 0, 0)
     assert state.uidvalidity is None and state.walk_below == 1
+
+
+def test_text_ids_of_every_provider_share_one_index(pg_db):
+    """Gmail ids are unsigned 64-bit hex, Graph ids ~150 characters: text, not numbers."""
+    conn = pg_db()
+    account_id = create_account(conn, provider="gmail")
+    folder = _folder(conn, account_id)
+    index = MessageIndexRepository(conn.cursor())
+    gmail_id, graph_id = "ffffffffffffffff", "AAMkAD" + "x" * 150
+    first = index.upsert(account_id, folder.id, "gmail", [
+        MessageMeta(remote_id=gmail_id, subject="g"), MessageMeta(remote_id=graph_id, subject="o")])
+    assert sorted((r.remote_id, r.uid, r.is_new) for r in first) == [(graph_id, None, True), (gmail_id, None, True)]
+    changed = index.update_flags(folder.id, [FlagUpdate(remote_id=gmail_id, flags=Flags(seen=True))])
+    assert [r.remote_id for r in changed] == [gmail_id]
+    assert index.mark_deleted(folder.id, [graph_id]) == 1
+    cr = conn.cursor()
+    cr.execute("SELECT delivery_key FROM maildesk_message_index WHERE remote_id = %s", [gmail_id])
+    assert cr.fetchone()[0] == f"{account_id}:gmail:{folder.id}:{gmail_id}"
+
+
+def test_incomplete_rows_heal_or_give_up_after_the_cap(pg_db):
+    conn = pg_db()
+    account_id = create_account(conn)
+    folder = _folder(conn, account_id)
+    index = MessageIndexRepository(conn.cursor())
+    refused = MessageMeta(uid=1, parse_error="the server refused", refetch=True)
+    garbled = MessageMeta(uid=2, parse_error="could not be parsed")
+    index.upsert(account_id, folder.id, "imap", [refused, garbled, MessageMeta(uid=3, refetch=True, parse_error="x")])
+    assert index.incomplete(folder.id, 10) == ["1", "3"], "an answer that cannot be parsed is not asked again"
+    healed = index.upsert(account_id, folder.id, "imap", [_meta(1)])
+    assert [(r.uid, r.is_new) for r in healed] == [(1, False)]
+    cr = conn.cursor()
+    cr.execute("SELECT subject, message_id, parse_error, needs_refetch FROM maildesk_message_index WHERE uid = 1")
+    assert cr.fetchone() == ("m1", "<m1@example.com>", None, False)
+    for _attempt in range(3):
+        index.refetch_failed(folder.id, ["3"], max_attempts=3)
+    assert index.incomplete(folder.id, 10) == []
+    cr.execute("SELECT parse_error, fetch_attempts FROM maildesk_message_index WHERE uid = 3")
+    assert cr.fetchone() == ("x", 3), "the error stays visible to the admin"
+
+
+def test_over_long_headers_are_bounded_for_their_indexes(pg_db):
+    """A Message-ID or References of 10,000 characters must not fail the btree insert."""
+    conn = pg_db()
+    account_id = create_account(conn)
+    folder = _folder(conn, account_id)
+    index = MessageIndexRepository(conn.cursor())
+    huge = "<" + "é" * 10_000 + "@x>"
+    rows = index.upsert(account_id, folder.id, "imap", [
+        MessageMeta(uid=1, message_id=huge, in_reply_to=huge, references=huge * 3, subject="s" * 50_000)])
+    assert len(rows) == 1
+    cr = conn.cursor()
+    cr.execute("SELECT length(message_id), length(thread_key), length(references_header) FROM maildesk_message_index")
+    message_id, thread, references = cr.fetchone()
+    assert message_id <= 500 and thread <= 500 and references == len(huge) * 3

@@ -33,13 +33,23 @@ class FolderRole:
 
 @dataclasses.dataclass(frozen=True)
 class RemoteFolder:
-    """A folder as the server lists it."""
+    """A folder as the server lists it.
+
+    ``remote_id`` is what identifies the folder across renames: RFC 8474's
+    MAILBOXID, a Gmail label id, a Graph folder id. An IMAP server without
+    MAILBOXID has only the path, so there the path is the id.
+    """
 
     path: str  # full name, decoded from modified UTF-7; the provider re-encodes it
     name: str  # last segment of the path, for display
     delimiter: str | None
     role: str = FolderRole.OTHER
     selectable: bool = True
+    remote_id: str | None = None
+
+    def __post_init__(self):
+        if self.remote_id is None:
+            object.__setattr__(self, "remote_id", self.path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +60,7 @@ class FolderStatus:
     uidnext: int
     exists: int
     highest_modseq: int | None = None  # None when the server has no CONDSTORE
+    mailbox_id: str | None = None  # RFC 8474 MAILBOXID, when the server has OBJECTID
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,25 +81,42 @@ class Flags:
         )
 
 
+def _identify(message):
+    """``remote_id`` defaults to the IMAP UID as text: every provider has a text id, IMAP's is the UID."""
+    if message.remote_id is None:
+        if message.uid is None:
+            raise ValueError(f"{type(message).__name__} needs a remote_id or an IMAP uid")
+        object.__setattr__(message, "remote_id", str(message.uid))
+
+
 @dataclasses.dataclass(frozen=True)
 class FlagUpdate:
-    """The current flags of one message, as a flag scan or CHANGEDSINCE returns them."""
+    """The current flags of one message, as a flag scan or a provider's change feed gives them."""
 
-    uid: int
-    flags: Flags
+    uid: int | None = None
+    flags: Flags = Flags()
     modseq: int | None = None
+    remote_id: str | None = None
+
+    __post_init__ = _identify
 
 
 @dataclasses.dataclass(frozen=True)
 class MessageMeta:
     """Everything the index keeps about one message. No bodies.
 
+    ``remote_id`` is the provider's id of the message in its folder (the
+    IMAP UID as text, the Gmail message id, the Graph immutable id); IMAP
+    rows also keep the number in ``uid`` for range work.
+
     ``parse_error`` is set when the server's answer for this message could
-    not be decoded; the row is still indexed (so the UID set stays exact)
-    with whatever could be read.
+    not be decoded; the row is still indexed (so the id set stays exact)
+    with whatever could be read. ``refetch`` says the server refused to
+    answer rather than answered nonsense, so asking again later may heal it.
     """
 
-    uid: int
+    uid: int | None = None
+    remote_id: str | None = None
     flags: Flags = Flags()
     modseq: int | None = None
     internal_date: dt.datetime | None = None  # naive UTC
@@ -104,6 +132,44 @@ class MessageMeta:
     has_attachments: bool = False
     snippet: str | None = None
     parse_error: str | None = None
+    refetch: bool = False
+
+    __post_init__ = _identify
+
+
+@dataclasses.dataclass(frozen=True)
+class Delta:
+    """One step of a provider's sync of one folder, applied and committed as a unit.
+
+    The neutral shape every provider's changes take: messages to upsert,
+    flag changes, ids gone from the folder, and the folder cursors that are
+    true once these are stored. The engine applies the changes, sets the
+    cursors, and commits them together, so a crash between two deltas
+    resumes after the first. ``reconciled`` says a full reconciliation of
+    the folder ended with this delta.
+    """
+
+    upserts: tuple[MessageMeta, ...] = ()
+    flags: tuple[FlagUpdate, ...] = ()
+    removed: frozenset[str] = frozenset()
+    cursor: dict = dataclasses.field(default_factory=dict)
+    reconciled: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderOpened:
+    """What opening a folder told the engine.
+
+    ``reset``: the folder's ids no longer mean what they meant (a new
+    UIDVALIDITY), so its index must be dropped. ``unchanged``: nothing
+    happened since the stored cursors, so there is nothing to do. ``pin``:
+    the cursors of a first visit, "everything from the current top up is
+    incremental sync's", so the walk down starts below it.
+    """
+
+    reset: bool = False
+    unchanged: bool = False
+    pin: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +192,7 @@ class SyncReport:
     folders_reset: set[int] = dataclasses.field(default_factory=set)
     folders_failed: set[int] = dataclasses.field(default_factory=set)  # retried at the cron's cadence
     remaining: int = 0  # work units left for the next run (progress reporting)
+    hook_failures: int = 0  # rows whose after-upsert hook raised (logged, and recorded on the folder)
     _committed: tuple = dataclasses.field(default=(0, 0, 0, frozenset(), frozenset()), repr=False)
 
     @property
@@ -154,14 +221,29 @@ class SyncReport:
 
 
 class FolderSyncState:
+    """A folder's life, driven by the use cases::
+
+        new ──bootstrap: pin the top──▶ bootstrap ──bound reached or bottom hit──▶ incremental
+         ▲                                                                              │
+         └──────────── reset: the folder's ids changed meaning (UIDVALIDITY) ◀──────────┘
+
+    Beside it runs ``BackfillState``: pending until the walk down reaches the
+    oldest message, done after. Bootstrap walks down to the bound, backfill
+    (a lower-priority cron) takes the rest once the folder is incremental.
+    """
+
     NEW = "new"  # discovered, nothing indexed yet
     BOOTSTRAP = "bootstrap"  # newest-first fill up to the bound
     INCREMENTAL = "incremental"
+
+    SELECTION = ((NEW, "New"), (BOOTSTRAP, "Loading newest"), (INCREMENTAL, "Incremental"))
 
 
 class BackfillState:
     PENDING = "pending"
     DONE = "done"
+
+    SELECTION = ((PENDING, "Pending"), (DONE, "Done"))
 
 
 @dataclasses.dataclass
@@ -181,6 +263,7 @@ class FolderState:
     path: str
     role: str = FolderRole.OTHER
     selectable: bool = True
+    remote_id: str | None = None
     uidvalidity: int | None = None
     uidnext: int | None = None
     highest_modseq: int | None = None
@@ -191,6 +274,11 @@ class FolderState:
     sync_state: str = FolderSyncState.NEW
     backfill_state: str = BackfillState.PENDING
     bootstrap_indexed: int = 0
+    sync_cursor: str | None = None  # a provider's change cursor (Graph deltaLink)
+    backfill_cursor: str | None = None  # a provider's page cursor going back (page token, nextLink)
+    reconcile_cursor: str | None = None  # where a running full reconciliation resumes; None: none running
+    reconciled_at: dt.datetime | None = None
+    missing_runs: int = 0  # listings in a row that did not show the folder
 
     @property
     def is_inbox(self) -> bool:
@@ -201,9 +289,33 @@ class FolderState:
         """The downward walk (bootstrap, backfill) takes UIDs under this one."""
         return self.low_uid or self.last_uid + 1
 
+    def reset(self) -> None:
+        """Forget every cursor: the folder starts over as if just discovered."""
+        self.uidvalidity = self.uidnext = self.highest_modseq = self.server_exists = None
+        self.last_uid = self.low_uid = self.bootstrap_indexed = 0
+        self.sync_cursor = self.backfill_cursor = self.reconcile_cursor = None
+        self.reconciled_at = None
+        self.sync_state = FolderSyncState.NEW
+        self.backfill_state = BackfillState.PENDING
+
+    def advance(self, cursor: dict) -> None:
+        """Take a provider's new cursors; only fields the provider may move."""
+        for name, value in cursor.items():
+            if name not in _PROVIDER_CURSORS:
+                raise ValueError(f"a provider may not set {name!r} on a folder")
+            setattr(self, name, value)
+
+
+# The FolderState fields a provider's Delta or FolderOpened may set.
+_PROVIDER_CURSORS = frozenset({
+    "uidvalidity", "uidnext", "highest_modseq", "last_uid", "low_uid", "server_exists",
+    "sync_cursor", "backfill_cursor", "reconcile_cursor", "backfill_state",
+})
+
 
 @dataclasses.dataclass(frozen=True)
 class UpsertResult:
-    uid: int
+    remote_id: str
+    uid: int | None
     index_id: int
     is_new: bool

@@ -52,8 +52,13 @@ class ServerError(MailboxError):
 
 
 class FolderNotFound(MailboxError):
-    """A folder we know of is gone on the server (deleted or renamed)."""
+    """A folder we know of is gone on the server (deleted or renamed).
 
-    def __init__(self, message, path=None):
+    ``proven``: the server said so (IMAP ``[NONEXISTENT]``, HTTP 404), as
+    opposed to the folder merely missing from a listing.
+    """
+
+    def __init__(self, message, path=None, proven=True):
         super().__init__(message)
         self.path = path
+        self.proven = proven

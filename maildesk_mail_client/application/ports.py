@@ -3,21 +3,22 @@
 The use cases receive an :class:`EngineContext` and never build their own
 I/O. Inside Odoo the stores run on ``env.cr``; in the engine tests they run
 on a psycopg2 connection to a real PostgreSQL. Mail servers are reached
-through :class:`ImapSession`, implemented in ``providers/imap``.
+through :class:`Mailbox`, one adapter per provider in ``providers/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from .domain import (
-    ChangeSet,
+    Delta,
     FlagUpdate,
+    FolderOpened,
     FolderState,
-    FolderStatus,
     MessageMeta,
     RemoteFolder,
     SyncReport,
@@ -25,40 +26,60 @@ from .domain import (
 )
 
 
-class ImapSession(Protocol):
-    """One authenticated IMAP connection. Folder methods act on the selected folder."""
+class Mailbox(Protocol):
+    """The provider port: one logged-in connection to one mailbox, whatever the protocol.
 
-    capabilities: frozenset[str]
+    Each provider (``providers/imap``, later Gmail and Graph) turns its
+    protocol into the neutral values of ``domain``: folders, and for one
+    folder a series of :class:`Delta` -- upserts, flag changes, removals and
+    the cursors that are true once they are stored. Everything else (leases,
+    checkpoints, error states, the walk's budget, the index, hooks, the
+    notification) is the engine's and is shared by every provider.
+    """
+
+    provider: str  # "imap", "gmail", "outlook": part of every delivery key
+    identity: str  # who this mailbox is on its server; a change means another mailbox
 
     def list_folders(self) -> list[RemoteFolder]: ...
 
-    def select(self, path: str) -> FolderStatus:
-        """EXAMINE ``path`` (read-only). Raises FolderNotFound when it is gone."""
+    def confirm_gone(self, folder: FolderState) -> bool:
+        """The folder is missing from a listing: True only if the server proves it is gone."""
 
-    def search_uids(self, low: int = 1, high: int | None = None) -> list[int]:
-        """UIDs present in ``low:high`` (``high=None`` means ``*``), ascending."""
+    def same_folder(self, old: FolderState, new: RemoteFolder, sample: tuple[str, str | None] | None) -> bool:
+        """Evidence that ``new`` is ``old`` renamed (providers without stable folder ids).
+        ``sample`` is (remote id, Message-ID) of the newest message indexed in ``old``."""
 
-    def fetch_metadata(self, uids: Sequence[int]) -> list[MessageMeta]:
-        """One FETCH for ``uids``. A message that cannot be decoded comes back
-        with ``parse_error`` set; it never makes the whole chunk fail."""
+    def open(self, folder: FolderState) -> FolderOpened:
+        """Open the folder and compare it with its cursors. Raises FolderNotFound."""
 
-    def fetch_flags(self, low: int, high: int) -> list[FlagUpdate]:
-        """Flags of every message with a UID in ``low:high``."""
+    def older(self, folder: FolderState, limit: int) -> Delta:
+        """Up to ``limit`` messages of the history below the folder's walk cursor, newest first.
+        The cursor says ``backfill_state = done`` once the bottom is reached."""
 
-    def fetch_changes_since(self, modseq: int, low: int, high: int) -> ChangeSet:
-        """CONDSTORE ``CHANGEDSINCE``; with QRESYNC also the VANISHED UIDs."""
+    def changes(self, folder: FolderState, known: Callable[[int, int], set[int]],
+                reconcile: bool, settings: SyncSettings) -> Iterator[Delta]:
+        """What changed since the folder's cursors, in steps the engine commits one by one.
+
+        With ``reconcile`` (or when the provider has no cheaper way), the
+        steps also compare the whole indexed range with the server, resuming
+        at ``folder.reconcile_cursor``. ``known(low, high)`` gives the live
+        indexed UIDs of a range, for providers that diff by id.
+        """
+
+    def fetch(self, folder: FolderState, remote_ids: Sequence[str]) -> list[MessageMeta]:
+        """The metadata of these messages again (rows that were indexed incomplete)."""
 
     def close(self) -> None: ...
 
 
-class SessionFactory(Protocol):
-    def __call__(self, account_id: int) -> ImapSession: ...
+class MailboxFactory(Protocol):
+    def __call__(self, account_id: int) -> Mailbox: ...
 
 
 class FolderStore(Protocol):
     def list_for_account(self, account_id: int) -> list[FolderState]: ...
 
-    def get(self, folder_id: int) -> FolderState: ...
+    def get(self, folder_id: int) -> FolderState | None: ...
 
     def insert(self, account_id: int, folder: RemoteFolder) -> FolderState: ...
 
@@ -68,13 +89,17 @@ class FolderStore(Protocol):
     def delete(self, folder_id: int) -> None:
         """The folder is gone on the server; its index rows go with it."""
 
-    def save_cursors(self, state: FolderState) -> None: ...
+    def save_cursors(self, state: FolderState, synced: bool = False) -> None:
+        """``synced``: an incremental pass over the folder ended (it goes to the back of the queue)."""
 
     def touch(self, folder_id: int) -> None:
-        """Visited with nothing to do (ordering of the next run)."""
+        """Visited by incremental sync with nothing to do (ordering of the next run)."""
 
     def record_error(self, folder_id: int, message: str) -> None:
         """The server refused something about this folder; shown to the admin."""
+
+    def record_missing(self, folder_id: int, runs: int) -> None:
+        """The folder was missing from ``runs`` listings in a row (0: it is back)."""
 
     def claim_backfill(self, limit: int, exclude_accounts: Sequence[int] = ()) -> list[FolderState]:
         """Folders waiting for backfill, locked FOR UPDATE SKIP LOCKED."""
@@ -92,9 +117,18 @@ class MessageIndexStore(Protocol):
 
     def live_uids(self, folder_id: int, low: int = 1, high: int | None = None) -> set[int]: ...
 
-    def mark_deleted(self, folder_id: int, uids: Iterable[int]) -> int: ...
+    def mark_deleted(self, folder_id: int, remote_ids: Iterable[str]) -> int: ...
 
     def purge_folder(self, folder_id: int) -> int: ...
+
+    def newest(self, folder_id: int) -> tuple[str, str | None] | None:
+        """(remote id, Message-ID) of the folder's newest live row, as evidence of its identity."""
+
+    def incomplete(self, folder_id: int, limit: int) -> list[str]:
+        """Remote ids of rows indexed without their metadata that are worth asking for again."""
+
+    def refetch_failed(self, folder_id: int, remote_ids: Sequence[str], max_attempts: int) -> None:
+        """Asked again, still refused: count the attempt, and stop asking after ``max_attempts``."""
 
 
 class LeaseStore(Protocol):
@@ -113,20 +147,28 @@ class AccountStore(Protocol):
 
     def mark_folders_synced(self, account_id: int) -> None: ...
 
+    def edited_at(self, account_id: int) -> dt.datetime | None:
+        """When the account was last saved through Odoo (the database's clock)."""
+
+    def identity(self, account_id: int) -> str | None:
+        """The mailbox identity the index was built from (None before the first run)."""
+
+    def set_identity(self, account_id: int, identity: str) -> None: ...
+
     def record_success(self, account_id: int, when: dt.datetime) -> None: ...
 
     def record_failure(self, account_id: int, message: str, failures: int,
                        backoff_until: dt.datetime) -> None: ...
 
-    def record_reconnect_needed(self, account_id: int, message: str, since: dt.datetime) -> None:
-        """Unless the account was edited after ``since``."""
+    def record_reconnect_needed(self, account_id: int, message: str, edited_at: dt.datetime | None) -> None:
+        """Unless the account was saved again since ``edited_at`` (someone fixed it meanwhile)."""
 
     def failure_count(self, account_id: int) -> int: ...
 
 
 class Hooks(Protocol):
-    def after_upsert(self, account_id: int, folder_id: int, uid: int,
-                     index_id: int, is_new: bool) -> None: ...
+    def after_upsert(self, account_id: int, folder_id: int, rows: Sequence[UpsertResult]) -> None:
+        """Every row the engine inserted or changed in one step, in one call."""
 
 
 class Notifier(Protocol):
@@ -152,14 +194,21 @@ class Checkpoint(Protocol):
     def rollback(self) -> None:
         """Drop what the failed step did, so its error can still be recorded."""
 
+    def savepoint(self) -> AbstractContextManager:
+        """A nested unit: an exception inside undoes only what it did, and propagates."""
+
 
 @dataclasses.dataclass(frozen=True)
 class SyncSettings:
     first_chunk: int = 50  # what the user sees within seconds of connecting
     chunk: int = 500  # one FETCH; bounds memory and the work lost to a crash
     bootstrap_limit: int = 1500  # per folder, newest first; backfill does the rest
-    flag_scan_chunk: int = 5000  # UIDs per FETCH FLAGS when there is no CONDSTORE
-    lease_ttl: int = 300  # seconds; a dead worker's lease frees itself after this
+    flag_scan_chunk: int = 5000  # UIDs per FETCH FLAGS of a reconciliation window
+    search_window: int = 20000  # UIDs per UID SEARCH: an unbounded one can outgrow a server line
+    reconcile_interval: int = 86400  # seconds between full reconciliations of a folder with CONDSTORE
+    refetch_attempts: int = 5  # times a message the server refused is asked for again
+    missing_listings: int = 3  # listings in a row without a folder before its rows are dropped
+    lease_ttl: int = 120  # seconds; renewed at every checkpoint, a dead worker's lease frees itself
     backoff_base: int = 60  # seconds after the first network failure
     backoff_cap: int = 3600
 
@@ -170,7 +219,7 @@ class EngineContext:
     index: MessageIndexStore
     leases: LeaseStore
     accounts: AccountStore
-    sessions: SessionFactory
+    mailboxes: MailboxFactory
     hooks: Hooks
     notifier: Notifier
     scheduler: Scheduler
@@ -178,3 +227,9 @@ class EngineContext:
     checkpoint: Checkpoint
     settings: SyncSettings = SyncSettings()
     holder: str = "engine"  # who holds leases: host:pid:uuid in production
+    #: database errors that mean "another transaction got there first" (REPEATABLE
+    #: READ snapshots, deadlocks): the work is retried later, nothing is wrong
+    conflicts: tuple[type[BaseException], ...] = ()
+    #: database errors one row can cause (a value a column or its index refuses):
+    #: that row is stored without its details, the others are unaffected
+    row_errors: tuple[type[BaseException], ...] = ()

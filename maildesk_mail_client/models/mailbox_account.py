@@ -1,8 +1,9 @@
 import logging
+import math
 import time
 
 from odoo import api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tools import config
 
 from ..application.errors import AccountNotConfigured, MailboxError
@@ -14,6 +15,10 @@ from ..repositories import AccountRepository
 
 _logger = logging.getLogger(__name__)
 
+
+# Seconds between two "Sync now" of one account: each one may be a login
+# attempt, and a provider locks a mailbox after a few failed ones.
+_SYNC_REQUEST_INTERVAL = 60
 
 # Changing any of these may fix what made the account need a reconnect.
 _CREDENTIAL_FIELDS = {
@@ -74,7 +79,13 @@ class MailboxAccount(models.Model):
     last_error_at = fields.Datetime(readonly=True)
     failure_count = fields.Integer(readonly=True, help="Failed sync runs in a row.")
     backoff_until = fields.Datetime(readonly=True, help="No sync is attempted before this time.")
+    sync_requested_at = fields.Datetime(readonly=True, copy=False,
+                                        help="Last time someone pressed Sync now (at most one a minute).")
     folders_synced_at = fields.Datetime(readonly=True)
+    mailbox_identity = fields.Char(
+        readonly=True, copy=False,
+        help="The mailbox the index was built from (server and login). When it changes, what was indexed "
+             "from the old mailbox is dropped.")
     gmail_history_id = Int8(readonly=True, copy=False)
     sync_status = fields.Selection(
         [("bootstrap", "Loading"), ("ok", "Up to date"), ("backoff", "Retrying later"),
@@ -140,8 +151,29 @@ class MailboxAccount(models.Model):
     # Buttons
     # ------------------------------------------------------------------
 
+    def _maildesk_may_edit_connection(self):
+        """Whether the current user may change (and so test) this account's connection.
+
+        The connection belongs to MailDesk administrators: they alone may
+        write accounts (ir.model.access.csv) and read passwords. The group is
+        checked besides write access because a probe sends the stored
+        password to the stored host: were users ever allowed to edit their
+        own account's server, they must still not make it send a password
+        they cannot read to a host of their choosing. Server code running
+        sudo is trusted.
+        """
+        return self.env.su or (self.env.user.has_group("maildesk_mail_client.group_maildesk_admin")
+                               and self.has_access("write"))
+
     def action_test_connection(self):
         self.ensure_one()
+        # Buttons are RPC endpoints: the view hides this one from users, but
+        # only this check stops a reader of a shared mailbox from making the
+        # server log in (and fail, and lock the mailbox) or probe a host.
+        self.check_access("write")
+        if not self._maildesk_may_edit_connection():
+            raise AccessError(self.env._(
+                "Only a MailDesk administrator may test the connection of %s.", self.display_name))
         if self.provider != "imap":
             raise UserError(self.env._("Test connection checks IMAP accounts; %s accounts connect through OAuth.",
                               self.provider))
@@ -160,7 +192,34 @@ class MailboxAccount(models.Model):
         # Anyone who can read the account may ask for a retry; only the sync
         # state is reset, so sudo does not widen what the user can change.
         self.check_access("read")
-        self.sudo().write({"auth_state": "ok", "failure_count": 0, "backoff_until": False})
+        now = fields.Datetime.now()
+        for account in self:
+            # A reconnect is needed because the provider refused the login:
+            # retrying before someone fixes the credentials only adds failed
+            # logins, so only those who may fix them may force a retry.
+            if account.auth_state == "reconnect_needed" and not account._maildesk_may_edit_connection():
+                raise UserError(self.env._(
+                    "%(account)s needs a reconnect: the server refused its login. Ask %(owner)s or a "
+                    "MailDesk administrator to fix its credentials; it syncs again as soon as they do.",
+                    account=account.display_name, owner=account.user_id.display_name))
+            # Each request may be a login attempt, so it is rate-limited per
+            # account, for everyone: an RPC loop must not lock the mailbox.
+            # Server code running sudo (the demo set-up) is trusted, as for
+            # every other check.
+            # abs(): hosts whose clocks disagree a little still limit each other.
+            requested_at = account.sync_requested_at
+            elapsed = abs((now - requested_at).total_seconds()) if requested_at else None
+            if not self.env.su and elapsed is not None and elapsed < _SYNC_REQUEST_INTERVAL:
+                raise UserError(self.env._(
+                    "A sync of %(account)s was requested less than a minute ago. "
+                    "Try again in %(seconds)s seconds.",
+                    account=account.display_name, seconds=max(1, math.ceil(_SYNC_REQUEST_INTERVAL - elapsed))))
+        # sudo: readers may not write the account; the timestamp is what makes
+        # the rate limit hold. Two concurrent requests both update this row:
+        # the second waits for the first and then fails to serialize (Odoo runs
+        # REPEATABLE READ), and is retried, so it sees the first one's time.
+        self.sudo().write({"sync_requested_at": now, "auth_state": "ok", "failure_count": 0,
+                           "backoff_until": False})
         self._maildesk_wake_sync()
         return {
             "type": "ir.actions.client",
@@ -212,11 +271,27 @@ class MailboxAccount(models.Model):
     def _maildesk_after_message_index_upserted(self, account_id, folder, uid, index_id, is_new):
         """Called after every index row the engine inserted or changed.
 
-        ``is_new`` is true once per row: for new mail, and also for every
-        message of a folder re-indexed after a UIDVALIDITY change or an
-        ambiguous rename (its old rows were dropped). The call happens
-        before the chunk is committed; a rollback undoes what it wrote too.
+        ``uid`` is the IMAP UID, or None for providers without one (the
+        row's ``remote_id`` identifies it then). ``is_new`` is true once per
+        row: for new mail, and also for every message of a folder re-indexed
+        after a UIDVALIDITY change or an ambiguous rename (its old rows were
+        dropped). The call happens before the step is committed, in a
+        savepoint: if it raises, what it wrote is undone, the error is
+        logged and shown on the folder, and the index row is kept.
         """
+
+    @api.model
+    def _maildesk_after_message_index_upserted_batch(self, account_id, folder, rows):
+        """What the engine calls: every row one sync step inserted or changed.
+
+        ``rows`` are ``UpsertResult`` values (``remote_id``, ``uid`` -- the
+        IMAP UID or None --, ``index_id``, ``is_new``). The default hands each
+        to the per-row hook, so an add-on that overrides only that one still
+        sees every row; one that has a cheaper way for a whole batch (one
+        INSERT into its queue) overrides this instead.
+        """
+        for row in rows:
+            self._maildesk_after_message_index_upserted(account_id, folder, row.uid, row.index_id, row.is_new)
 
     @api.model
     def _maildesk_enqueue_folder_open_prefetch(self, account_id, folder_id, top_index_ids):
@@ -272,10 +347,14 @@ class MailboxAccount(models.Model):
         worker's watchdog also counts its sleep (up to about 70 s) against
         ``limit_time_real_cron`` (else ``limit_time_real``, 120 s by
         default). 1/60 of the limit keeps all of that inside it: 2 s by
-        default, thousands of messages per call.
+        default, thousands of messages per call. Without a limit, 60 s.
         """
-        cron_limit = config.get("limit_time_real_cron") or 0
-        limit = cron_limit if cron_limit > 0 else (config.get("limit_time_real") or 0)
+        # As Odoo's PreforkServer reads them: limit_time_real_cron > 0 is the
+        # limit, 0 means no limit, -1 (the default) means "use
+        # limit_time_real", where 0 means no limit too.
+        cron_limit = config.get("limit_time_real_cron")
+        use_request_limit = cron_limit is None or cron_limit < 0
+        limit = (config.get("limit_time_real") or 0) if use_request_limit else cron_limit
         return min(60.0, max(1.0, limit / 60)) if limit > 0 else 60.0
 
     @api.model

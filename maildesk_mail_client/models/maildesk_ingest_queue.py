@@ -1,4 +1,5 @@
-from odoo import fields, models
+from odoo import api, fields, models
+from odoo.exceptions import ValidationError
 
 
 class MaildeskIngestQueue(models.Model):
@@ -28,3 +29,26 @@ class MaildeskIngestQueue(models.Model):
     _sql_constraints = [
         ("message_uniq", "unique(account_id, message_id)", "A message is ingested once per account."),
     ]
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        # The account defaults to the index row's. A plain field, not a
+        # related one: the row outlives its index row (ondelete set null).
+        index_ids = {vals["index_id"] for vals in vals_list if vals.get("index_id") and not vals.get("account_id")}
+        if index_ids:
+            accounts = {index.id: index.account_id.id
+                        for index in self.env["maildesk.message_index"].sudo().browse(index_ids)}
+            vals_list = [{**vals, "account_id": accounts[vals["index_id"]]}
+                         if vals.get("index_id") and not vals.get("account_id") else vals
+                         for vals in vals_list]
+        return super().create(vals_list)
+
+    @api.constrains("account_id", "index_id")
+    def _check_account_is_index_account(self):
+        # The record rules filter on account_id: a row must not name another
+        # account than its message's, or that account's readers would see it.
+        for row in self.sudo():
+            if row.index_id and row.account_id != row.index_id.account_id:
+                raise ValidationError(self.env._(
+                    "An ingest queue row belongs to its message's account (%s).",
+                    row.index_id.account_id.display_name))

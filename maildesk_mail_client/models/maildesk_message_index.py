@@ -1,7 +1,7 @@
 from odoo import fields, models
-from odoo.tools import create_index
 
 from ..orm.int8 import Int8
+from ..repositories.message_index import create_indexes
 
 
 class MaildeskMessageIndex(models.Model):
@@ -17,11 +17,14 @@ class MaildeskMessageIndex(models.Model):
     _rec_name = "subject"
 
     account_id = fields.Many2one("mailbox.account", required=True, ondelete="cascade", readonly=True)
-    folder_id = fields.Many2one("maildesk.folder", required=True, ondelete="cascade", readonly=True, index=True)
+    # Indexed by (folder_id, uid), see repositories/message_index.py::INDEXES.
+    folder_id = fields.Many2one("maildesk.folder", required=True, ondelete="cascade", readonly=True)
     provider = fields.Selection(
         [("imap", "IMAP"), ("gmail", "Gmail"), ("outlook", "Outlook")], required=True, readonly=True)
-    uid = Int8(string="UID", readonly=True)
-    provider_message_id = fields.Char(readonly=True, help="Gmail or Graph message id.")
+    remote_id = fields.Char(string="Remote ID", required=True, readonly=True,
+                            help="The provider's id of the message in its folder: the IMAP UID, the Gmail "
+                                 "message id, the Graph immutable id.")
+    uid = Int8(string="UID", readonly=True, help="IMAP only: the UID as a number, for range work.")
     delivery_key = fields.Char(required=True, readonly=True)
 
     message_id = fields.Char(string="Message-ID", readonly=True, index="btree_not_null")
@@ -46,14 +49,14 @@ class MaildeskMessageIndex(models.Model):
     deleted_at = fields.Datetime(readonly=True)
     parse_error = fields.Text(
         readonly=True, help="Why the server's answer for this message could not be fully decoded.")
+    needs_refetch = fields.Boolean(
+        readonly=True, help="The server refused this message's details; sync asks again on its next passes.")
+    fetch_attempts = fields.Integer(readonly=True, help="Times the server was asked again for this message.")
 
     _sql_constraints = [
         ("delivery_key_uniq", "unique(delivery_key)", "A message is indexed once per folder."),
     ]
 
     def init(self):
-        # The inbox list: one folder, newest first, live rows only.
-        create_index(
-            self.env.cr, "maildesk_message_index_inbox_list_idx", self._table,
-            ["account_id", "folder_id", "date DESC", "id DESC"], where="NOT deleted_on_server",
-        )
+        # The same indexes the engine tests create: one list, in the repository.
+        create_indexes(self.env.cr)

@@ -1,4 +1,5 @@
 from odoo import api, fields, models
+from odoo.exceptions import ValidationError
 
 
 class MaildeskUiCache(models.Model):
@@ -13,7 +14,12 @@ class MaildeskUiCache(models.Model):
     _rec_name = "index_id"
 
     index_id = fields.Many2one("maildesk.message_index", required=True, ondelete="cascade", readonly=True)
-    account_id = fields.Many2one("mailbox.account", required=True, ondelete="cascade", readonly=True, index=True)
+    # The record rules filter on account_id, so it is always the index
+    # row's, whatever the creator passes: else a body could be filed under
+    # an account whose readers should not see it. Precomputed so that the
+    # NOT NULL column is set on insert; create() ignores a value given.
+    account_id = fields.Many2one("mailbox.account", related="index_id.account_id", store=True, precompute=True,
+                                 required=True, ondelete="cascade", readonly=True, index=True)
     body_html = fields.Html(sanitize=True, readonly=True)
     attachments_json = fields.Json(readonly=True)
     fetched_at = fields.Datetime(readonly=True)
@@ -22,6 +28,22 @@ class MaildeskUiCache(models.Model):
     _sql_constraints = [
         ("index_uniq", "unique(index_id)", "A message has one cache entry."),
     ]
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        # Dropped so that the precompute above sets it from index_id: a
+        # precomputed field given a value keeps it.
+        vals_list = [{key: value for key, value in vals.items() if key != "account_id"} for vals in vals_list]
+        return super().create(vals_list)
+
+    @api.constrains("account_id", "index_id")
+    def _check_account_is_index_account(self):
+        # A related field without inverse takes whatever write() is given:
+        # refuse rather than let the rules read a wrong account.
+        for cache in self.sudo():
+            if cache.account_id != cache.index_id.account_id:
+                raise ValidationError(self.env._(
+                    "A cached body belongs to its message's account (%s).", cache.index_id.account_id.display_name))
 
     @api.model
     def _cron_maildesk_cache_cleanup(self):

@@ -17,15 +17,21 @@ import time
 import uuid
 
 from ..application.ports import EngineContext, SyncSettings
-from ..providers.imap.session import ImapSessionAdapter
+from ..providers.imap.mailbox import ImapMailbox
 from ..repositories import (
     AccountLeaseRepository,
     AccountRepository,
     FolderRepository,
     MessageIndexRepository,
 )
+from ..repositories.conflicts import CONFLICTS
+from ..repositories.lease_holders import is_dead_local_holder
+from ..repositories.message_index import ROW_ERRORS
 
-HOLDER = f"{socket.gethostname()}:{os.getpid()}"
+def lease_holder():
+    """host:pid:nonce. Read at each run, not at import: prefork workers are forked after
+    the import, and a dead worker is recognised by its own pid (lease_holders.py)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _testing():
@@ -62,14 +68,17 @@ class OdooCheckpoint:
             self.env.cr.execute(f"ROLLBACK TO SAVEPOINT {self._SAVEPOINT}")
         self.env.invalidate_all()
 
+    def savepoint(self):
+        return self.env.cr.savepoint()
+
 
 class OdooHooks:
     def __init__(self, env):
         self.env = env
 
-    def after_upsert(self, account_id, folder_id, uid, index_id, is_new):
-        self.env["mailbox.account"]._maildesk_after_message_index_upserted(
-            account_id, self.env["maildesk.folder"].browse(folder_id), uid, index_id, is_new
+    def after_upsert(self, account_id, folder_id, rows):
+        self.env["mailbox.account"]._maildesk_after_message_index_upserted_batch(
+            account_id, self.env["maildesk.folder"].browse(folder_id), rows
         )
 
 
@@ -119,13 +128,13 @@ def lease_transaction(env):
     return transaction
 
 
-def imap_session_factory(env):
-    def open_session(account_id):
+def mailbox_factory(env, settings):
+    def open_mailbox(account_id):
         # sudo: the cron user needs the password, which only admins may read.
         account = env["mailbox.account"].sudo().browse(account_id)
-        return ImapSessionAdapter.open(account._maildesk_imap_config())
+        return ImapMailbox.open_account(account._maildesk_imap_config(), settings.search_window)
 
-    return open_session
+    return open_mailbox
 
 
 def settings_from_params(env):
@@ -138,20 +147,23 @@ def settings_from_params(env):
     })
 
 
-def engine_context(env, sessions=None):
-    """The engine's ports on ``env``. ``sessions`` replaces the IMAP connector (tests of other providers)."""
+def engine_context(env, mailboxes=None):
+    """The engine's ports on ``env``. ``mailboxes`` replaces the provider connector (tests)."""
     cr = env.cr
+    settings = settings_from_params(env)
     return EngineContext(
         folders=FolderRepository(cr),
         index=MessageIndexRepository(cr),
-        leases=AccountLeaseRepository(lease_transaction(env)),
+        leases=AccountLeaseRepository(lease_transaction(env), is_dead=is_dead_local_holder),
         accounts=AccountRepository(cr),
-        sessions=sessions or imap_session_factory(env),
+        mailboxes=mailboxes or mailbox_factory(env, settings),
         hooks=OdooHooks(env),
         notifier=OdooNotifier(env),
         scheduler=OdooScheduler(env),
         clock=OdooClock(),
         checkpoint=OdooCheckpoint(env),
-        settings=settings_from_params(env),
-        holder=f"{HOLDER}:{uuid.uuid4().hex[:8]}",
+        settings=settings,
+        holder=lease_holder(),
+        conflicts=CONFLICTS,
+        row_errors=ROW_ERRORS,
     )

@@ -5,34 +5,31 @@ from ..application.domain import BackfillState, FolderRole, FolderState, FolderS
 TABLE = "maildesk_folder"
 
 _STATE_COLUMNS = (
-    "id", "account_id", "path", "role", "selectable", "uidvalidity", "uidnext",
+    "id", "account_id", "path", "role", "selectable", "remote_id", "uidvalidity", "uidnext",
     "highest_modseq", "last_uid", "low_uid", "server_exists", "last_sync_at", "sync_state",
-    "backfill_state", "bootstrap_indexed",
+    "backfill_state", "bootstrap_indexed", "sync_cursor", "backfill_cursor", "reconcile_cursor",
+    "reconciled_at", "missing_runs",
 )
 _CURSOR_COLUMNS = (
-    "uidvalidity", "uidnext", "highest_modseq", "last_uid", "low_uid",
-    "server_exists", "sync_state", "backfill_state", "bootstrap_indexed",
+    "uidvalidity", "uidnext", "highest_modseq", "last_uid", "low_uid", "server_exists", "sync_state",
+    "backfill_state", "bootstrap_indexed", "sync_cursor", "backfill_cursor", "reconcile_cursor",
+    "reconciled_at",
 )
 # Odoo's Integer reads NULL as 0; the engine wants None for "not known yet".
-_NULLABLE = ("uidvalidity", "uidnext", "highest_modseq", "server_exists")
+_ZERO_IF_NULL = ("last_uid", "low_uid", "bootstrap_indexed", "missing_runs")
 
 #: every column this module writes; an Odoo test checks they are model fields
 COLUMNS = (*_STATE_COLUMNS, "name", "delimiter", "role_sequence", "last_error")
 
-# The IMAP jobs' folders: backfill must not pick up other providers' folders.
-_IMAP_ACCOUNTS_DUE = """
-    SELECT id FROM mailbox_account
-     WHERE active AND sync_enabled AND provider = 'imap' AND auth_state = 'ok'
-       AND (backoff_until IS NULL OR backoff_until <= now() AT TIME ZONE 'UTC')
-"""
-
 _SELECT = f"SELECT {', '.join(_STATE_COLUMNS)} FROM {TABLE}"
+_NOW = "(now() AT TIME ZONE 'UTC')"
 
 
 def _state(row):
-    values = dict(zip(_STATE_COLUMNS, row, strict=False))
-    for name in ("last_uid", "low_uid", "bootstrap_indexed"):
+    values = dict(zip(_STATE_COLUMNS, row, strict=True))
+    for name in _ZERO_IF_NULL:
         values[name] = values[name] or 0
+    values["remote_id"] = values["remote_id"] or values["path"]
     return FolderState(**values)
 
 
@@ -56,15 +53,14 @@ class FolderRepository:
     def insert(self, account_id, folder):
         self.cr.execute(
             f"""
-            INSERT INTO {TABLE} (account_id, path, name, delimiter, role, role_sequence, selectable,
-                                 sync_state, backfill_state, last_uid, low_uid,
-                                 bootstrap_indexed, create_date, write_date)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0, 0,
-                    now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')
+            INSERT INTO {TABLE} (account_id, path, remote_id, name, delimiter, role, role_sequence, selectable,
+                                 sync_state, backfill_state, last_uid, low_uid, bootstrap_indexed,
+                                 missing_runs, create_date, write_date)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0, 0, 0, {_NOW}, {_NOW})
             ON CONFLICT (account_id, path) DO NOTHING
             RETURNING id
             """,
-            [account_id, folder.path, folder.name, folder.delimiter, folder.role,
+            [account_id, folder.path, folder.remote_id, folder.name, folder.delimiter, folder.role,
              FolderRole.sequence(folder.role), folder.selectable, FolderSyncState.NEW, BackfillState.PENDING],
         )
         row = self.cr.fetchone()
@@ -78,26 +74,31 @@ class FolderRepository:
         self.cr.execute(
             f"""
             UPDATE {TABLE}
-               SET path = %s, name = %s, delimiter = %s, role = %s, role_sequence = %s, selectable = %s,
-                   write_date = now() AT TIME ZONE 'UTC'
+               SET path = %s, remote_id = %s, name = %s, delimiter = %s, role = %s, role_sequence = %s,
+                   selectable = %s, write_date = {_NOW}
              WHERE id = %s
             """,
-            [folder.path, folder.name, folder.delimiter, folder.role, FolderRole.sequence(folder.role),
-             folder.selectable, folder_id],
+            [folder.path, folder.remote_id, folder.name, folder.delimiter, folder.role,
+             FolderRole.sequence(folder.role), folder.selectable, folder_id],
         )
 
     def delete(self, folder_id):
         # Index rows, cache and queue rows go with it (ON DELETE CASCADE).
         self.cr.execute(f"DELETE FROM {TABLE} WHERE id = %s", [folder_id])
 
-    def save_cursors(self, state):
-        """Progress was made, so an earlier error of this folder is over."""
+    def save_cursors(self, state, synced=False):
+        """Progress was made, so an earlier error of this folder is over.
+
+        ``last_sync_at`` orders incremental sync (least recently synced
+        first), so only a finished incremental pass moves it: a backfill
+        checkpoint must not send a folder to the back of that queue.
+        """
         assignments = ", ".join(f"{name} = %s" for name in _CURSOR_COLUMNS)
         self.cr.execute(
             f"""
             UPDATE {TABLE}
-               SET {assignments}, last_sync_at = now() AT TIME ZONE 'UTC', last_error = NULL,
-                   write_date = now() AT TIME ZONE 'UTC'
+               SET {assignments}, last_error = NULL, write_date = {_NOW}
+                   {f", last_sync_at = {_NOW}" if synced else ""}
              WHERE id = %s
             """,
             [*(getattr(state, name) for name in _CURSOR_COLUMNS), state.id],
@@ -105,17 +106,25 @@ class FolderRepository:
 
     def touch(self, folder_id):
         """Visited, nothing to do: it goes to the back of the queue."""
-        self.cr.execute(
-            f"UPDATE {TABLE} SET last_sync_at = now() AT TIME ZONE 'UTC', last_error = NULL WHERE id = %s",
-            [folder_id],
-        )
+        self.cr.execute(f"UPDATE {TABLE} SET last_sync_at = {_NOW}, last_error = NULL WHERE id = %s",
+                        [folder_id])
 
     def record_error(self, folder_id, message):
         # Stamped as visited too, so a folder that keeps failing does not
         # hold the account's other folders back.
+        self.cr.execute(f"UPDATE {TABLE} SET last_error = %s, last_sync_at = {_NOW} WHERE id = %s",
+                        [message, folder_id])
+
+    def record_missing(self, folder_id, runs):
         self.cr.execute(
-            f"UPDATE {TABLE} SET last_error = %s, last_sync_at = now() AT TIME ZONE 'UTC' WHERE id = %s",
-            [message, folder_id],
+            f"""
+            UPDATE {TABLE}
+               SET missing_runs = %s,
+                   last_error = CASE WHEN %s > 0 THEN %s ELSE last_error END
+             WHERE id = %s
+            """,
+            [runs, runs, f"Missing from the server's folder list {runs} time(s) in a row; its messages "
+                         "are dropped if it stays away.", folder_id],
         )
 
     def claim_backfill(self, limit, exclude_accounts=()):
@@ -129,7 +138,7 @@ class FolderRepository:
             f"""
             {_SELECT}
              WHERE sync_state = %s AND backfill_state = %s AND selectable
-               AND account_id IN ({_IMAP_ACCOUNTS_DUE})
+               AND account_id IN ({_ACCOUNTS_DUE})
                AND account_id <> ALL(%s::int4[])
              ORDER BY last_sync_at ASC NULLS FIRST, id
              LIMIT %s
@@ -144,8 +153,16 @@ class FolderRepository:
             f"""
             SELECT count(*) FROM {TABLE}
              WHERE sync_state = %s AND backfill_state = %s AND selectable
-               AND account_id IN ({_IMAP_ACCOUNTS_DUE})
+               AND account_id IN ({_ACCOUNTS_DUE})
             """,
             [FolderSyncState.INCREMENTAL, BackfillState.PENDING],
         )
         return self.cr.fetchone()[0]
+
+
+# Accounts the backfill cron may work on: any provider, as long as it syncs.
+_ACCOUNTS_DUE = f"""
+    SELECT id FROM mailbox_account
+     WHERE active AND sync_enabled AND auth_state = 'ok'
+       AND (backoff_until IS NULL OR backoff_until <= {_NOW})
+"""

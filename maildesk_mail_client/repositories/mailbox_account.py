@@ -5,7 +5,7 @@ TABLE = "mailbox_account"
 #: every column this module writes; an Odoo test checks they are model fields
 COLUMNS = (
     "auth_state", "failure_count", "backoff_until", "last_sync_at", "last_error",
-    "last_error_at", "folders_synced_at",
+    "last_error_at", "folders_synced_at", "mailbox_identity",
 )
 
 _DUE = f"""
@@ -47,6 +47,19 @@ class AccountRepository:
             [account_id],
         )
 
+    def edited_at(self, account_id):
+        self.cr.execute(f"SELECT write_date FROM {TABLE} WHERE id = %s", [account_id])
+        row = self.cr.fetchone()
+        return row[0] if row else None
+
+    def identity(self, account_id):
+        self.cr.execute(f"SELECT mailbox_identity FROM {TABLE} WHERE id = %s", [account_id])
+        row = self.cr.fetchone()
+        return row[0] if row else None
+
+    def set_identity(self, account_id, identity):
+        self.cr.execute(f"UPDATE {TABLE} SET mailbox_identity = %s WHERE id = %s", [identity, account_id])
+
     def failure_count(self, account_id):
         self.cr.execute(f"SELECT failure_count FROM {TABLE} WHERE id = %s", [account_id])
         row = self.cr.fetchone()
@@ -74,15 +87,16 @@ class AccountRepository:
             [failures, backoff_until, message, account_id],
         )
 
-    def record_reconnect_needed(self, account_id, message, since):
-        """Unless an admin saved the account after ``since`` (the run's start):
-        the password fixed while this run was failing must not be marked bad."""
+    def record_reconnect_needed(self, account_id, message, edited_at):
+        """Unless the account was saved again since ``edited_at``, read when the run
+        started: the password fixed while this run was failing must not be marked
+        bad. Both dates are the database's, so no two clocks are compared."""
         self.cr.execute(
             f"""
             UPDATE {TABLE}
                SET auth_state = 'reconnect_needed', last_error = %s,
                    last_error_at = now() AT TIME ZONE 'UTC'
-             WHERE id = %s AND (write_date IS NULL OR write_date <= %s)
+             WHERE id = %s AND write_date IS NOT DISTINCT FROM %s
             """,
-            [message, account_id, since],
+            [message, account_id, edited_at],
         )

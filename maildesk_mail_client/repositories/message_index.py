@@ -1,29 +1,49 @@
 """``maildesk_message_index``: the single source of truth for message metadata.
 
-Rows are identified by ``delivery_key`` (account, provider, folder, uid),
-unique in SQL, so a chunk replayed after a crash updates instead of
-doubling. Writes are batched through ``unnest`` arrays: one statement per
-chunk, whatever its size.
+Rows are identified by ``delivery_key`` (account, provider, folder,
+remote id), unique in SQL, so a chunk replayed after a crash updates
+instead of doubling. Writes are batched through ``unnest`` arrays: one
+statement per chunk, whatever its size.
+
+Text that goes into a btree index is cut to a bound the index accepts
+(a btree entry must fit in a third of a page, about 2,700 bytes), so no
+header, however long, can make PostgreSQL refuse a row.
 """
+
+import psycopg2
+from psycopg2 import errorcodes, errors
 
 from ..application.domain import UpsertResult
 from ..application.threading import thread_key
 
 TABLE = "maildesk_message_index"
 
+#: Errors one row's values can cause; the engine then stores that row without its details.
+ROW_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, errors.lookup(errorcodes.PROGRAM_LIMIT_EXCEEDED))
+
+# Characters, not bytes: 500 characters of UTF-8 stay under the btree limit.
+_INDEXED_TEXT = 500
+_DISPLAY_TEXT = 2000
+
+
+def _cut(value, limit):
+    return value[:limit] if value and len(value) > limit else value
+
+
 # Column, SQL array type, how to read it off a MessageMeta.
 _META_COLUMNS = (
+    ("remote_id", "varchar", lambda m: m.remote_id),
     ("uid", "int8", lambda m: m.uid),
-    ("message_id", "varchar", lambda m: m.message_id),
-    ("in_reply_to", "varchar", lambda m: m.in_reply_to),
+    ("message_id", "varchar", lambda m: _cut(m.message_id, _INDEXED_TEXT)),
+    ("in_reply_to", "varchar", lambda m: _cut(m.in_reply_to, _INDEXED_TEXT)),
     ("references_header", "text", lambda m: m.references),
-    ("subject", "varchar", lambda m: m.subject),
-    ("from_address", "varchar", lambda m: m.from_address),
+    ("subject", "varchar", lambda m: _cut(m.subject, _DISPLAY_TEXT)),
+    ("from_address", "varchar", lambda m: _cut(m.from_address, _DISPLAY_TEXT)),
     ("to_addresses", "text", lambda m: m.to_addresses),
     ("cc_addresses", "text", lambda m: m.cc_addresses),
     ("date", "timestamp", lambda m: m.date or m.internal_date),
     ("internal_date", "timestamp", lambda m: m.internal_date),
-    ("size", "int4", lambda m: m.size or 0),
+    ("size", "int4", lambda m: min(m.size or 0, 2**31 - 1)),
     ("is_seen", "bool", lambda m: m.flags.seen),
     ("is_flagged", "bool", lambda m: m.flags.flagged),
     ("is_answered", "bool", lambda m: m.flags.answered),
@@ -32,33 +52,58 @@ _META_COLUMNS = (
     ("snippet", "varchar", lambda m: m.snippet),
     ("modseq", "int8", lambda m: m.modseq),
     ("parse_error", "text", lambda m: m.parse_error),
+    ("needs_refetch", "bool", lambda m: bool(m.parse_error and m.refetch)),
 )
 
-# Columns that only change with the flags; the rest is immutable per UID.
+# Columns that only change with the flags; the rest is immutable per message,
+# except on a row indexed incomplete, which takes the whole answer once it comes.
 _FLAG_COLUMNS = ("is_seen", "is_flagged", "is_answered", "is_draft")
+_DETAIL_COLUMNS = tuple(
+    name for name, _type, _get in _META_COLUMNS if name not in (*_FLAG_COLUMNS, "modseq", "remote_id", "uid")
+)
 
 #: every column this module writes; an Odoo test checks they are model fields
 COLUMNS = (
     "account_id", "folder_id", "provider", "delivery_key", "thread_key",
-    "deleted_on_server", "deleted_at",
+    "deleted_on_server", "deleted_at", "fetch_attempts",
     *(name for name, _type, _get in _META_COLUMNS),
 )
 
+#: The indexes the engine's and the inbox's queries need, created by the
+#: model's init() and by the engine tests' schema alike (name, columns, where).
+INDEXES = (
+    # The inbox list: one folder, newest first, live rows only.
+    ("maildesk_message_index_inbox_list_idx", "account_id, folder_id, date DESC, id DESC", "NOT deleted_on_server"),
+    # Lists across folders (unified inbox, search) and an account's delete.
+    ("maildesk_message_index_account_date_idx", "account_id, date DESC, id DESC", None),
+    # Flag updates, expunges and reconciliation windows by UID.
+    ("maildesk_message_index_folder_uid_idx", "folder_id, uid", None),
+    # Rows worth asking the server for again.
+    ("maildesk_message_index_refetch_idx", "folder_id", "needs_refetch"),
+)
 
-def delivery_key(account_id, provider, folder_id, uid):
-    return f"{account_id}:{provider}:{folder_id}:{uid}"
+
+def delivery_key(account_id, provider, folder_id, remote_id):
+    return f"{account_id}:{provider}:{folder_id}:{remote_id}"
 
 
-def _sql_now():
-    return "(now() AT TIME ZONE 'UTC')"
+def create_indexes(cr):
+    for name, columns, where in INDEXES:
+        # Constants of this module only.  # pylint: disable-next=sql-injection
+        cr.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {TABLE} ({columns})"
+                   + (f" WHERE {where}" if where else ""))
+
+
+_NOW = "(now() AT TIME ZONE 'UTC')"
 
 
 class MessageIndexRepository:
     def __init__(self, cr):
         self.cr = cr
+        self._prefixes = {}  # folder id -> its delivery keys' prefix (a folder never changes account)
 
     def upsert(self, account_id, folder_id, provider, messages):
-        """Insert new rows, refresh changed ones, revive rows marked deleted.
+        """Insert new rows, refresh changed ones, revive rows marked deleted, heal incomplete ones.
 
         Returns an :class:`UpsertResult` for each row inserted or changed;
         rows that are already identical are left alone (no write, no hook).
@@ -67,41 +112,45 @@ class MessageIndexRepository:
             return []
         names = [name for name, _type, _get in _META_COLUMNS]
         arrays = [[get(m) for m in messages] for _name, _type, get in _META_COLUMNS]
-        keys = [delivery_key(account_id, provider, folder_id, m.uid) for m in messages]
+        keys = [delivery_key(account_id, provider, folder_id, m.remote_id) for m in messages]
         threads = [
-            thread_key(m.message_id, m.in_reply_to, m.references, fallback=key)
-            for m, key in zip(messages, keys, strict=False)
+            _cut(thread_key(m.message_id, m.in_reply_to, m.references, fallback=key), _INDEXED_TEXT)
+            for m, key in zip(messages, keys, strict=True)
         ]
         unnest = ", ".join(f"%s::{sqltype}[]" for _name, sqltype, _get in _META_COLUMNS)
-        refreshed = (*_FLAG_COLUMNS, "modseq", "deleted_on_server", "deleted_at")
+        # A row indexed without its details takes them from a complete answer.
+        heal = "t.parse_error IS NOT NULL AND EXCLUDED.parse_error IS NULL"
+        refreshed = [f"{c} = EXCLUDED.{c}" for c in (*_FLAG_COLUMNS, "modseq", "deleted_on_server", "deleted_at")]
+        healed = [f"{c} = CASE WHEN {heal} THEN EXCLUDED.{c} ELSE t.{c} END" for c in (*_DETAIL_COLUMNS, "thread_key")]
         self.cr.execute(
             f"""
             INSERT INTO {TABLE} AS t (
                 account_id, folder_id, provider, delivery_key, thread_key,
-                deleted_on_server, {", ".join(names)},
+                deleted_on_server, fetch_attempts, {", ".join(names)},
                 create_date, write_date
             )
-            SELECT %s, %s, %s, u.delivery_key, u.thread_key, false, {", ".join(f"u.{n}" for n in names)},
-                   {_sql_now()}, {_sql_now()}
+            SELECT %s, %s, %s, u.delivery_key, u.thread_key, false, 0, {", ".join(f"u.{n}" for n in names)},
+                   {_NOW}, {_NOW}
               FROM unnest(%s::varchar[], %s::varchar[], {unnest})
                    AS u(delivery_key, thread_key, {", ".join(names)})
             ON CONFLICT (delivery_key) DO UPDATE SET
-                {", ".join(f"{c} = EXCLUDED.{c}" for c in refreshed)},
+                {", ".join(refreshed + healed)},
                 write_date = EXCLUDED.write_date
             WHERE ({", ".join(f"t.{c}" for c in _FLAG_COLUMNS)}, t.deleted_on_server)
                   IS DISTINCT FROM
                   ({", ".join(f"EXCLUDED.{c}" for c in _FLAG_COLUMNS)}, EXCLUDED.deleted_on_server)
-            RETURNING t.uid, t.id, (t.xmax = 0)
+               OR ({heal})
+            RETURNING t.remote_id, t.uid, t.id, (t.xmax = 0)
             """,
             [account_id, folder_id, provider, keys, threads, *arrays],
         )
-        return [UpsertResult(uid, index_id, inserted) for uid, index_id, inserted in self.cr.fetchall()]
+        return [UpsertResult(*row) for row in self.cr.fetchall()]
 
     def update_flags(self, folder_id, updates):
-        """Apply flag updates to live rows that differ; unknown UIDs are ignored.
+        """Apply flag updates to live rows that differ; unknown messages are ignored.
 
-        A UID we have not indexed yet (below the backfill cursor) gets its
-        flags when backfill fetches it, so it is not created here.
+        A message we have not indexed yet (below the walk cursor) gets its
+        flags when the walk fetches it, so it is not created here.
         """
         if not updates:
             return []
@@ -111,52 +160,104 @@ class MessageIndexRepository:
                SET is_seen = u.seen, is_flagged = u.flagged,
                    is_answered = u.answered, is_draft = u.draft,
                    modseq = COALESCE(u.modseq, t.modseq),
-                   write_date = {_sql_now()}
-              FROM unnest(%s::int8[], %s::bool[], %s::bool[], %s::bool[], %s::bool[], %s::int8[])
-                   AS u(uid, seen, flagged, answered, draft, modseq)
-             WHERE t.folder_id = %s AND t.uid = u.uid AND NOT t.deleted_on_server
+                   write_date = {_NOW}
+              FROM unnest(%s::varchar[], %s::bool[], %s::bool[], %s::bool[], %s::bool[], %s::int8[])
+                   AS u(remote_id, seen, flagged, answered, draft, modseq)
+             WHERE t.delivery_key = %s || u.remote_id AND NOT t.deleted_on_server
                AND (t.is_seen, t.is_flagged, t.is_answered, t.is_draft)
                    IS DISTINCT FROM (u.seen, u.flagged, u.answered, u.draft)
-            RETURNING t.uid, t.id
+            RETURNING t.remote_id, t.uid, t.id, false
             """,
             [
-                [u.uid for u in updates],
+                [u.remote_id for u in updates],
                 [u.flags.seen for u in updates],
                 [u.flags.flagged for u in updates],
                 [u.flags.answered for u in updates],
                 [u.flags.draft for u in updates],
                 [u.modseq for u in updates],
-                folder_id,
+                self._key_prefix(folder_id),
             ],
         )
-        return [UpsertResult(uid, index_id, False) for uid, index_id in self.cr.fetchall()]
+        return [UpsertResult(*row) for row in self.cr.fetchall()]
 
     def live_uids(self, folder_id, low=1, high=None):
         self.cr.execute(
             f"""
             SELECT uid FROM {TABLE}
-             WHERE folder_id = %s AND NOT deleted_on_server
-               AND uid >= %s AND (%s::int8 IS NULL OR uid <= %s::int8)
+             WHERE folder_id = %s AND uid >= %s AND (%s::int8 IS NULL OR uid <= %s::int8)
+               AND NOT deleted_on_server
             """,
             [folder_id, low, high, high],
         )
         return {uid for (uid,) in self.cr.fetchall()}
 
-    def mark_deleted(self, folder_id, uids):
-        uids = sorted(uids)
-        if not uids:
+    def mark_deleted(self, folder_id, remote_ids):
+        remote_ids = sorted(remote_ids)
+        if not remote_ids:
             return 0
+        prefix = self._key_prefix(folder_id)
         self.cr.execute(
             f"""
             UPDATE {TABLE}
-               SET deleted_on_server = true, deleted_at = {_sql_now()}, write_date = {_sql_now()}
-             WHERE folder_id = %s AND uid = ANY(%s::int8[]) AND NOT deleted_on_server
+               SET deleted_on_server = true, deleted_at = {_NOW}, write_date = {_NOW}
+             WHERE delivery_key = ANY(%s::varchar[]) AND NOT deleted_on_server
             """,
-            [folder_id, uids],
+            [[prefix + remote_id for remote_id in remote_ids]],
         )
         return self.cr.rowcount
 
     def purge_folder(self, folder_id):
-        """Drop every row of a folder: its UIDs are meaningless after a UIDVALIDITY change."""
+        """Drop every row of a folder: its ids are meaningless after a UIDVALIDITY change."""
         self.cr.execute(f"DELETE FROM {TABLE} WHERE folder_id = %s", [folder_id])
         return self.cr.rowcount
+
+    def newest(self, folder_id):
+        self.cr.execute(
+            f"""
+            SELECT remote_id, message_id FROM {TABLE}
+             WHERE folder_id = %s AND NOT deleted_on_server AND parse_error IS NULL
+             ORDER BY uid DESC NULLS LAST, id DESC LIMIT 1
+            """,
+            [folder_id],
+        )
+        row = self.cr.fetchone()
+        return tuple(row) if row else None
+
+    def incomplete(self, folder_id, limit):
+        self.cr.execute(
+            f"""
+            SELECT remote_id FROM {TABLE}
+             WHERE folder_id = %s AND needs_refetch AND NOT deleted_on_server
+             ORDER BY id LIMIT %s
+            """,
+            [folder_id, limit],
+        )
+        return [remote_id for (remote_id,) in self.cr.fetchall()]
+
+    def refetch_failed(self, folder_id, remote_ids, max_attempts):
+        prefix = self._key_prefix(folder_id)
+        self.cr.execute(
+            f"""
+            UPDATE {TABLE}
+               SET fetch_attempts = COALESCE(fetch_attempts, 0) + 1,
+                   needs_refetch = COALESCE(fetch_attempts, 0) + 1 < %s
+             WHERE delivery_key = ANY(%s::varchar[])
+            """,
+            [max_attempts, [prefix + remote_id for remote_id in remote_ids]],
+        )
+
+    def _key_prefix(self, folder_id):
+        """Every key of a folder starts with this: look-ups by id go through the unique index."""
+        prefix = self._prefixes.get(folder_id)
+        if prefix is None:
+            self.cr.execute(
+                """
+                SELECT a.id, a.provider FROM maildesk_folder f JOIN mailbox_account a ON a.id = f.account_id
+                 WHERE f.id = %s
+                """,
+                [folder_id],
+            )
+            row = self.cr.fetchone()
+            prefix = delivery_key(row[0], row[1], folder_id, "") if row else ""
+            self._prefixes[folder_id] = prefix
+        return prefix

@@ -1,3 +1,4 @@
+from . import test_account_actions
 from . import test_bus_channels
 from . import test_engine_schema
 from . import test_imap_sync_odoo

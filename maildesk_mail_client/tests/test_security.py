@@ -1,4 +1,4 @@
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import tagged
 
 from .common import MaildeskCase
@@ -73,6 +73,29 @@ class TestSecurity(MaildeskCase):
         # Odoo's OAuth tokens stay with system administrators.
         with self.assertRaises(AccessError):
             self.account_alice.with_user(self.boss).read(["google_gmail_refresh_token"])
+
+    def test_cache_and_queue_rows_belong_to_their_message_account(self):
+        # The rules filter on the row's own account_id: a row filed under
+        # Alice's account for a message of Bob's must not reach Alice.
+        bob_folder = self.rows[self.account_bob]["maildesk.folder"]
+        bob_message = self.make_message(bob_folder, 2)
+        cache = self.env["maildesk.ui_cache"].create(
+            {"account_id": self.account_alice.id, "index_id": bob_message.id, "body_html": "<p>bob's</p>"})
+        self.assertEqual(cache.account_id, self.account_bob)
+        self.env.flush_all()
+        self.env.cr.execute("SELECT account_id FROM maildesk_ui_cache WHERE id = %s", [cache.id])
+        self.assertEqual(self.env.cr.fetchone()[0], self.account_bob.id)
+        self.assertNotIn(cache, self._visible(self.alice, "maildesk.ui_cache"))
+        with self.assertRaises(ValidationError):
+            cache.write({"account_id": self.account_alice.id})
+
+        with self.assertRaises(ValidationError):
+            self.env["maildesk.ingest_queue"].create(
+                {"account_id": self.account_alice.id, "index_id": bob_message.id, "message_id": "<bob-2@x>"})
+        queue = self.env["maildesk.ingest_queue"].create({"index_id": bob_message.id, "message_id": "<bob-2@x>"})
+        self.assertEqual(queue.account_id, self.account_bob)
+        with self.assertRaises(ValidationError):
+            queue.write({"account_id": self.account_alice.id})
 
     def test_users_cannot_write_accounts_or_index(self):
         with self.assertRaises(AccessError):

@@ -16,14 +16,22 @@ from maildesk_mail_client.repositories import (
     FolderRepository,
     MessageIndexRepository,
 )
+from maildesk_mail_client.orm.engine_context import lease_holder
+from maildesk_mail_client.repositories.conflicts import CONFLICTS
+from maildesk_mail_client.repositories.lease_holders import is_dead_local_holder
+from maildesk_mail_client.repositories.message_index import ROW_ERRORS
 
 
 class RecordingHooks:
+    """Records one (account, folder, uid, index id, is_new) per row, as the per-row hook sees them."""
+
     def __init__(self):
         self.calls = []
+        self.batches = 0
 
-    def after_upsert(self, account_id, folder_id, uid, index_id, is_new):
-        self.calls.append((account_id, folder_id, uid, index_id, is_new))
+    def after_upsert(self, account_id, folder_id, rows):
+        self.batches += 1
+        self.calls.extend((account_id, folder_id, row.uid, row.index_id, row.is_new) for row in rows)
 
 
 class RecordingNotifier:
@@ -55,12 +63,29 @@ class UtcClock:
 class ConnectionCheckpoint:
     def __init__(self, conn):
         self.conn = conn
+        self._depth = 0
 
     def commit(self):
         self.conn.commit()
 
     def rollback(self):
         self.conn.rollback()
+
+    @contextlib.contextmanager
+    def savepoint(self):
+        self._depth += 1
+        name = f"engine_sp_{self._depth}"
+        cr = self.conn.cursor()
+        cr.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            cr.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            raise
+        else:
+            cr.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._depth -= 1
 
 
 def lease_transaction(connect):
@@ -79,21 +104,23 @@ def lease_transaction(connect):
     return transaction
 
 
-def make_context(conn, connect, sessions, settings=None, holder=None):
+def make_context(conn, connect, mailboxes, settings=None, holder=None):
     cr = conn.cursor()
     return EngineContext(
         folders=FolderRepository(cr),
         index=MessageIndexRepository(cr),
-        leases=AccountLeaseRepository(lease_transaction(connect)),
+        leases=AccountLeaseRepository(lease_transaction(connect), is_dead=is_dead_local_holder),
         accounts=AccountRepository(cr),
-        sessions=sessions,
+        mailboxes=mailboxes,
         hooks=RecordingHooks(),
         notifier=RecordingNotifier(),
         scheduler=RecordingScheduler(),
         clock=UtcClock(),
         checkpoint=ConnectionCheckpoint(conn),
         settings=settings or SyncSettings(),
-        holder=holder or f"test:{uuid.uuid4().hex[:8]}",
+        holder=holder or lease_holder(),
+        conflicts=CONFLICTS,
+        row_errors=ROW_ERRORS,
     )
 
 

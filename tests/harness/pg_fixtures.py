@@ -10,6 +10,8 @@ import uuid
 
 import pytest
 
+from maildesk_mail_client.repositories.message_index import create_indexes
+
 from . import postgres
 
 SCHEMA = os.path.join(os.path.dirname(__file__), "schema.sql")
@@ -40,6 +42,7 @@ def pg_template(pg_server):
     conn = postgres.connect(pg_server, name, autocommit=True)
     with conn.cursor() as cr, open(SCHEMA) as schema:
         cr.execute(schema.read())
+        create_indexes(cr)
     conn.close()
     yield name
     with admin.cursor() as cr:

@@ -134,8 +134,20 @@ def _dsn(env):
 
 
 def connect(env, dbname, autocommit=False):
+    """A psycopg2 connection; transactions run at REPEATABLE READ, as Odoo's cursors do.
+
+    Odoo's ``sql_db.Cursor`` sets ``ISOLATION_LEVEL_REPEATABLE_READ`` on every
+    connection (psycopg2 then opens each transaction with ``BEGIN ISOLATION
+    LEVEL REPEATABLE READ``), so the engine's SQL is tested under the same
+    snapshot rules it meets in production. Autocommit connections are not
+    affected.
+    """
     import psycopg2
+    from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
     conn = psycopg2.connect(dbname=dbname, **_dsn(env))
-    conn.autocommit = autocommit
+    if autocommit:
+        conn.autocommit = True
+    else:
+        conn.set_isolation_level(ISOLATION_LEVEL_REPEATABLE_READ)
     return conn

@@ -17,6 +17,7 @@ CREATE TABLE mailbox_account (
     failure_count int4 DEFAULT 0,
     backoff_until timestamp,
     folders_synced_at timestamp,
+    mailbox_identity varchar,
     gmail_history_id int8,
     write_date timestamp
 );
@@ -25,6 +26,7 @@ CREATE TABLE maildesk_folder (
     id serial PRIMARY KEY,
     account_id int4 NOT NULL REFERENCES mailbox_account(id) ON DELETE CASCADE,
     path varchar NOT NULL,
+    remote_id varchar,
     name varchar,
     delimiter varchar,
     role varchar NOT NULL DEFAULT 'other',
@@ -39,6 +41,11 @@ CREATE TABLE maildesk_folder (
     sync_state varchar NOT NULL DEFAULT 'new',
     backfill_state varchar NOT NULL DEFAULT 'pending',
     bootstrap_indexed int4,
+    sync_cursor varchar,
+    backfill_cursor varchar,
+    reconcile_cursor varchar,
+    reconciled_at timestamp,
+    missing_runs int4,
     last_sync_at timestamp,
     last_error text,
     create_date timestamp,
@@ -51,6 +58,7 @@ CREATE TABLE maildesk_message_index (
     account_id int4 NOT NULL REFERENCES mailbox_account(id) ON DELETE CASCADE,
     folder_id int4 NOT NULL REFERENCES maildesk_folder(id) ON DELETE CASCADE,
     provider varchar NOT NULL,
+    remote_id varchar NOT NULL,
     uid int8,
     delivery_key varchar NOT NULL,
     message_id varchar,
@@ -74,10 +82,17 @@ CREATE TABLE maildesk_message_index (
     deleted_on_server bool,
     deleted_at timestamp,
     parse_error text,
+    needs_refetch bool,
+    fetch_attempts int4,
     create_date timestamp,
     write_date timestamp,
     CONSTRAINT maildesk_message_index_delivery_key_uniq UNIQUE (delivery_key)
 );
+-- As Odoo creates them from the fields (index=True) and init(); the engine's
+-- own indexes come from repositories/message_index.py::INDEXES (pg_fixtures).
+CREATE INDEX maildesk_message_index__message_id_index ON maildesk_message_index (message_id)
+    WHERE message_id IS NOT NULL;
+CREATE INDEX maildesk_message_index__thread_key_index ON maildesk_message_index (thread_key);
 
 CREATE TABLE maildesk_account_lease (
     id serial PRIMARY KEY,

@@ -10,6 +10,7 @@ import time
 from maildesk_mail_client.application.ports import SyncSettings
 from maildesk_mail_client.application.use_cases import backfill, bootstrap_account, sync_account
 from maildesk_mail_client.providers.imap.connection import ImapConfig
+from maildesk_mail_client.providers.imap.mailbox import ImapMailbox
 from maildesk_mail_client.providers.imap.session import ImapSessionAdapter
 
 from .engine import create_account, make_context
@@ -33,11 +34,12 @@ class SyncWorld:
         self.mailbox = mailbox
         self.conn = connect()
         self.account_id = account_id or create_account(self.conn, mailbox.login)
-        self.ctx = make_context(self.conn, connect, self.open_session, settings or SyncSettings(), holder)
+        self.ctx = make_context(self.conn, connect, self.open_mailbox, settings or SyncSettings(), holder)
 
-    def open_session(self, account_id):
+    def open_mailbox(self, account_id):
+        """The production adapter, as the Odoo side opens it."""
         assert account_id == self.account_id
-        return ImapSessionAdapter.open(imap_config(self.mailbox))
+        return ImapMailbox.open_account(imap_config(self.mailbox), self.ctx.settings.search_window)
 
     def sibling(self, holder):
         """Another worker on the same account: own connection, own lease holder."""

@@ -23,9 +23,10 @@ class SlowHooks:
         self.delay = delay
         self.calls = []
 
-    def after_upsert(self, *call):
-        self.calls.append(call)
-        time.sleep(self.delay)
+    def after_upsert(self, account_id, folder_id, rows):
+        for row in rows:
+            self.calls.append((account_id, folder_id, row.uid, row.index_id, row.is_new))
+            time.sleep(self.delay)
 
 
 def main(raw):
@@ -33,7 +34,7 @@ def main(raw):
     server, dbname = spec["pg"], spec["dbname"]
     mailbox = types.SimpleNamespace(**spec["mailbox"])
     world = SyncWorld(lambda: postgres.connect(server, dbname), mailbox, SyncSettings(**spec["settings"]),
-                      holder=spec["holder"], account_id=spec["account_id"])
+                      holder=spec.get("holder"), account_id=spec["account_id"])
     world.ctx.hooks = SlowHooks(spec["delay"])
     world.bootstrap_all()
     world.backfill_all()

@@ -4,7 +4,10 @@
 - :mod:`.bootstrap_account` flow 1: newest first, first chunk at once
 - :mod:`.backfill`          flow 1: older history, claimed with SKIP LOCKED
 - :mod:`.sync_account`      flow 2: incremental sync, INBOX first
+- :mod:`.sync_folder`       flow 2: one folder's deltas under the deadline, then reconciliation
 - :mod:`.account_run`       the lease, error and notification rules they share
+
+The steps they share on one folder are in ``application/folder_steps.py``.
 """
 
 from .backfill import backfill

@@ -8,8 +8,8 @@ itself while history remains.
 """
 
 from ..domain import BackfillState, FolderSyncState
+from ..folder_steps import folder_errors, open_folder, walk_down
 from .account_run import run_on_account
-from .folder_steps import folder_errors, open_folder, walk_down
 
 
 def backfill(ctx, deadline, max_messages_per_folder=None):
@@ -17,10 +17,9 @@ def backfill(ctx, deadline, max_messages_per_folder=None):
     visited = indexed = 0
     busy_accounts = set()
     while ctx.clock.monotonic() < deadline:
-        claimed = ctx.folders.claim_backfill(limit=1, exclude_accounts=sorted(busy_accounts))
-        if not claimed:
+        folder = _claim(ctx, busy_accounts)
+        if folder is None:
             break
-        folder = claimed[0]
         outcome = []
         report = run_on_account(
             ctx, folder.account_id,
@@ -37,6 +36,24 @@ def backfill(ctx, deadline, max_messages_per_folder=None):
         indexed += outcome[0]
     ctx.checkpoint.commit()
     return visited, indexed, ctx.folders.count_backfill_pending()
+
+
+def _claim(ctx, busy_accounts):
+    """The next folder to backfill, or None. Claimed in a fresh transaction.
+
+    Under REPEATABLE READ, locking a row that another worker changed after
+    our snapshot raises a serialization failure; a fresh snapshot makes
+    that rare, and when it still happens the folder is simply not ours.
+    """
+    for _attempt in range(3):
+        ctx.checkpoint.commit()
+        try:
+            claimed = ctx.folders.claim_backfill(limit=1, exclude_accounts=sorted(busy_accounts))
+        except ctx.conflicts:
+            ctx.checkpoint.rollback()
+            continue
+        return claimed[0] if claimed else None
+    return None
 
 
 def _backfill_folder(run, claimed, deadline, max_messages):

@@ -6,12 +6,15 @@ so its single bus notification reaches the inbox within seconds. Later
 runs (re-queued at once through the cron's progress report) fill every
 folder in capped chunks up to ``bootstrap_limit``; older history is left
 to the lower-priority backfill.
+
+An INBOX that fails its first chunk does not hold the other folders back:
+the same run carries on with them, and INBOX is tried again next run.
 """
 
 from ..domain import BackfillState, FolderSyncState
+from ..folder_steps import folder_errors, open_folder, pin_top, walk_down
 from .account_run import run_on_account
 from .discover_folders import discover_folders
-from .folder_steps import folder_errors, open_folder, pin_top, walk_down
 
 _PENDING = (FolderSyncState.NEW, FolderSyncState.BOOTSTRAP)
 
@@ -23,22 +26,29 @@ def bootstrap_account(ctx, account_id, deadline):
 
 def _bootstrap(run, deadline):
     discover_folders(run)
-    folders = [f for f in run.ctx.folders.list_for_account(run.account_id)
-               if f.selectable and f.sync_state in _PENDING]
+    folders = _pending(run)
     inbox = next((f for f in folders if f.is_inbox), None)
     if inbox is not None and inbox.sync_state == FolderSyncState.NEW:
-        _bootstrap_folder(run, inbox, deadline, first_chunk=run.settings.first_chunk,
-                          max_messages=run.settings.first_chunk)
-    else:
-        for folder in folders:
-            if run.ctx.clock.monotonic() >= deadline:
-                break
-            _bootstrap_folder(run, folder, deadline)
+        first = run.settings.first_chunk
+        _bootstrap_folder(run, inbox, deadline, first_chunk=first, max_messages=first)
+        if inbox.id not in run.report.folders_failed:
+            return _count_remaining(run)  # shown at once; the rest is the next run's
+        folders = [f for f in folders if f.id != inbox.id]
+    for folder in folders:
+        if run.ctx.clock.monotonic() >= deadline:
+            break
+        _bootstrap_folder(run, folder, deadline)
+    _count_remaining(run)
+
+
+def _pending(run):
+    return [f for f in run.ctx.folders.list_for_account(run.account_id)
+            if f.selectable and f.sync_state in _PENDING]
+
+
+def _count_remaining(run):
     # A folder that failed waits for the next scheduled run, not an immediate one.
-    run.report.remaining = sum(
-        1 for f in run.ctx.folders.list_for_account(run.account_id)
-        if f.selectable and f.sync_state in _PENDING and f.id not in run.report.folders_failed
-    )
+    run.report.remaining = sum(1 for f in _pending(run) if f.id not in run.report.folders_failed)
 
 
 def _bootstrap_folder(run, folder, deadline, first_chunk=None, max_messages=None):
@@ -47,12 +57,13 @@ def _bootstrap_folder(run, folder, deadline, first_chunk=None, max_messages=None
 
 
 def _fill(run, folder, deadline, first_chunk, max_messages):
-    status = open_folder(run, folder)
-    if status is None:  # reset: UIDVALIDITY changed under us
-        status = open_folder(run, folder)
+    opened = open_folder(run, folder)
+    if opened is None:  # reset: the folder's ids changed under us
+        opened = open_folder(run, folder)
+    if opened is None:
+        return  # reset twice in a row: the server keeps changing it; the next run tries again
     if folder.sync_state == FolderSyncState.NEW:
-        pin_top(folder, status)
-        run.checkpoint(folder)
+        pin_top(run, folder, opened)
     quota = max(run.settings.bootstrap_limit - folder.bootstrap_indexed, 0)
     if max_messages is not None:
         quota = min(quota, max_messages)

@@ -1,4 +1,4 @@
-"""Flow 2 for one IMAP account: reconcile folders, then sync each, INBOX first.
+"""Flow 2 for one account: reconcile folders, then sync each, INBOX first.
 
 Folders still in bootstrap are synced too (their top is pinned), so mail
 that arrives while history is loading shows up at once. Folders that are
@@ -8,9 +8,9 @@ synced first, so what a deadline cuts off one run goes first the next.
 
 import datetime as dt
 
+from ..folder_steps import folder_errors
 from .account_run import run_on_account
 from .discover_folders import discover_folders
-from .folder_steps import folder_errors
 from .sync_folder import sync_folder
 
 _NEVER = dt.datetime.min
@@ -36,4 +36,5 @@ def _sync(run, deadline, max_folders):
             run.report.remaining += len(folders) - position
             break
         with folder_errors(run, folder):
-            sync_folder(run, folder)
+            if not sync_folder(run, folder, deadline):
+                run.report.remaining += 1  # cut by the deadline; resumes from its cursors

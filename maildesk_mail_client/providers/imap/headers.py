@@ -35,7 +35,7 @@ def decode_header(raw) -> str | None:
     """A header value (bytes or str) as one clean line of text; None when empty."""
     if raw is None:
         return None
-    text = raw if isinstance(raw, str) else bytes_to_text(raw)
+    text = bytes_to_text(raw) if isinstance(raw, bytes) else str(raw)  # a bare numeric atom parses as int
     if "=?" in text:
         text = _decode_encoded_words(text)
     return squeeze(text) or None
@@ -49,7 +49,10 @@ def bytes_to_text(data: bytes, charset: str | None = None) -> str:
         if text is not None:
             return text
     # 8-bit bytes under no label, or under "ascii", are most often cp1252.
-    return data.decode(codec if codec not in (None, "ascii") else "cp1252", "replace")
+    lenient = codec if codec not in (None, "ascii") else "cp1252"
+    text = _decode_leniently(data, lenient)
+    # cp1252 with replacement maps every byte to something: this cannot fail.
+    return text if text is not None else data.decode("cp1252", "replace")
 
 
 def squeeze(text: str) -> str:
@@ -62,21 +65,33 @@ def lookup_codec(charset: str) -> str | None:
     """Python's codec for a MIME charset label, or None when there is no text codec by that name."""
     name = charset.strip().strip('"').lower()
     name = _CHARSET_ALIASES.get(name, name)
-    try:
-        # Not b"": decoding nothing skips the codec look-up. This also rejects
-        # bytes-to-bytes codecs such as "base64" or "zlib".
-        b"\0\0\0\0".decode(name)
-    except LookupError:
-        return None
-    except UnicodeError:
-        return name  # a text codec that dislikes NULs is still a text codec
-    return name
+    # Not b"": decoding nothing skips the codec look-up. Decoding NUL and
+    # 8-bit bytes with replacement is what bytes_to_text falls back on, so a
+    # codec must manage it to be used at all. This rejects bytes-to-bytes
+    # codecs ("base64", "zlib": LookupError), names Python refuses (a NUL in
+    # the label: ValueError), and codecs that are not charsets: "undefined"
+    # fails on everything, "idna" and "punycode" on 8-bit bytes.
+    return name if _decode_leniently(b"\0\x80\xff", name) is not None else None
 
 
 def _decode_strictly(data: bytes, codec: str) -> str | None:
+    return _decode(data, codec, "strict")
+
+
+def _decode_leniently(data: bytes, codec: str) -> str | None:
+    return _decode(data, codec, "replace")
+
+
+def _decode(data: bytes, codec: str, errors: str) -> str | None:
+    """``data`` as text, or None when ``codec`` cannot make text of it.
+
+    A codec is any code registered under that name, and a header can name
+    any of them: not only UnicodeDecodeError but whatever else it raises
+    means "not text in this charset", never a reason to lose the header.
+    """
     try:
-        return data.decode(codec)
-    except UnicodeDecodeError:
+        return data.decode(codec, errors)
+    except Exception:
         return None
 
 

@@ -2,7 +2,9 @@
 
 ``message_meta`` never raises: each group of fields is read on its own, so
 a broken ENVELOPE still leaves the flags, size and body structure, and
-whatever could not be read is named in ``parse_error``. The work per
+within the ENVELOPE each field is read on its own, so a broken subject
+still leaves the sender, recipients, Message-ID and date. Whatever could
+not be read is named in ``parse_error``. The work per
 message is a handful of dictionary look-ups and, only for headers that
 need it, RFC 2047 decoding: indexing must keep pace with the FETCH itself.
 """
@@ -38,6 +40,14 @@ class _Missing(LookupError):
     pass
 
 
+class _PartlyRead(Exception):
+    """What could be read of an item (``value``), and what could not (``problems``)."""
+
+    def __init__(self, value, problems):
+        super().__init__("; ".join(problems))
+        self.value, self.problems = value, problems
+
+
 def message_meta(uid: int, data: dict, known_error: str | None = None) -> MessageMeta:
     """``data`` is one message of a parsed FETCH answer of METADATA_ITEMS.
 
@@ -51,8 +61,11 @@ def message_meta(uid: int, data: dict, known_error: str | None = None) -> Messag
             fields.update(read(data))
         except _Missing as error:
             problems.append(f"{name}: {error}")
+        except _PartlyRead as partial:
+            fields.update(partial.value)
+            problems.extend(f"{name} {problem}" for problem in partial.problems)
         except Exception as error:  # one bad item must cost neither the others nor the chunk
-            problems.append(f"{name}: {type(error).__name__}: {error}"[:300])
+            problems.append(_describe(name, error))
     return MessageMeta(uid=uid, parse_error="; ".join(problems) or None, **fields)
 
 
@@ -71,6 +84,10 @@ def utc_naive(value: dt.datetime | None) -> dt.datetime | None:
         return None
 
 
+def _describe(name, error) -> str:
+    return f"{name}: {type(error).__name__}: {error}"[:300]
+
+
 def _item(data, key):
     try:
         return data[key]
@@ -87,16 +104,20 @@ def _size_and_date(data):
 
 
 def _envelope(data):
+    """Each field on its own: a header the sender broke costs that field, not its neighbours."""
     envelope = _item(data, b"ENVELOPE")
-    return {
-        "subject": decode_header(envelope.subject),
-        "message_id": _token(envelope.message_id),
-        "in_reply_to": _token(envelope.in_reply_to),
-        "from_address": format_addresses(envelope.from_),
-        "to_addresses": format_addresses(envelope.to),
-        "cc_addresses": format_addresses(envelope.cc),
-        "date": utc_naive(envelope.date),
-    }
+    fields, problems = {}, []
+    for field, attribute, read in _ENVELOPE_FIELDS:
+        try:
+            fields[field] = read(getattr(envelope, attribute))
+        except _PartlyRead as partial:  # an address list without the addresses that could not be read
+            fields[field] = partial.value
+            problems.extend(f"{field} {problem}" for problem in partial.problems)
+        except Exception as error:
+            problems.append(_describe(field, error))
+    if problems:
+        raise _PartlyRead(fields, problems)
+    return fields
 
 
 def _references(data):
@@ -119,26 +140,54 @@ _READERS = (*_MINIMAL_READERS, ("ENVELOPE", _envelope), ("References", _referenc
 
 
 def format_addresses(addresses) -> str | None:
-    """An RFC 5322 address list, ``Name <mailbox@host>, ...``, with names decoded."""
+    """An RFC 5322 address list, ``Name <mailbox@host>, ...``, with names decoded.
+
+    Each address on its own: one that cannot be formatted is left out and
+    the others kept, then ``_PartlyRead`` says which (``_envelope`` records it).
+    """
     if not addresses:
         return None
-    formatted = []
-    for address in addresses:
-        if address.host is None:
-            continue  # start or end of a group (RFC 3501 §7.4.2); its members follow as usual
-        email = f"{_token(address.mailbox) or ''}@{_token(address.host) or ''}".strip("@")
-        name = decode_header(address.name)
-        if name and _QUOTE_NAME.search(name):
-            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        formatted.append(f"{name} <{email}>" if name else email)
-    return ", ".join(formatted) or None
+    formatted, problems = [], []
+    for position, address in enumerate(addresses, 1):
+        try:
+            text = _format_address(address)
+        except Exception as error:
+            problems.append(_describe(f"address {position}", error))
+            continue
+        if text:
+            formatted.append(text)
+    value = ", ".join(formatted) or None
+    if problems:
+        raise _PartlyRead(value, problems)
+    return value
+
+
+def _format_address(address) -> str | None:
+    if address.host is None:
+        return None  # start or end of a group (RFC 3501 §7.4.2); its members follow as usual
+    email = f"{_token(address.mailbox) or ''}@{_token(address.host) or ''}".strip("@")
+    name = decode_header(address.name)
+    if name and _QUOTE_NAME.search(name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{email}>" if name else email
 
 
 def _token(raw) -> str | None:
     """Message-IDs and address parts: no RFC 2047, but still possibly 8-bit."""
     if raw is None:
         return None
-    return squeeze(raw if isinstance(raw, str) else bytes_to_text(raw)) or None
+    return squeeze(bytes_to_text(raw) if isinstance(raw, bytes) else str(raw)) or None
+
+
+_ENVELOPE_FIELDS = (  # (MessageMeta field, Envelope attribute, reader)
+    ("subject", "subject", decode_header),
+    ("message_id", "message_id", _token),
+    ("in_reply_to", "in_reply_to", _token),
+    ("from_address", "from_", format_addresses),
+    ("to_addresses", "to", format_addresses),
+    ("cc_addresses", "cc", format_addresses),
+    ("date", "date", utc_naive),
+)
 
 
 def _part1(data):

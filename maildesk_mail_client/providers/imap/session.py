@@ -8,7 +8,9 @@ Every exception that leaves a method is an ``application.errors`` one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import re
 from collections.abc import Sequence
 
 from imapclient import IMAPClient
@@ -40,6 +42,7 @@ class ImapSessionAdapter:
             self.capabilities = self._enable_extensions(advertised)
         self._condstore = "CONDSTORE" in self.capabilities
         self._qresync = "QRESYNC" in self.capabilities
+        self._esearch = "ESEARCH" in self.capabilities
         self._metadata_items = fetch_items(self._condstore)
         self._minimal_items = fetch_items(self._condstore, MINIMAL_ITEMS)
 
@@ -73,17 +76,51 @@ class ImapSessionAdapter:
             except IMAPClient.Error as error:
                 if self._folder_is_gone(path, error):
                     raise FolderNotFound(f"Folder {path!r} no longer exists on {self._where}.", path=path) from error
+                if not any(folder.path == path for folder in list_folders(self._client)):
+                    # Not listed either, but the server did not say it does not exist: the
+                    # next discoveries decide (a folder can miss one LIST).
+                    raise FolderNotFound(f"Folder {path!r} is not listed on {self._where}: {error}.",
+                                         path=path, proven=False) from error
                 raise
             return self._status(path, response)
 
+    def status(self, path: str) -> FolderStatus:
+        """SELECT's numbers for another folder, without leaving this one's context for long:
+        EXAMINE it (STATUS would not give HIGHESTMODSEQ on every server)."""
+        return self.select(path)
+
+    @property
+    def broken(self) -> bool:
+        """The connection can no longer be trusted: open a new one."""
+        return self._broken
+
     def search_uids(self, low: int = 1, high: int | None = None) -> list[int]:
+        """UIDs in ``low:high``, ascending. Callers keep the window bounded: a server
+        answers a plain SEARCH on one line, and a line of 150,000 UIDs is one
+        that imaplib refuses (its 1,000,000-byte limit)."""
         low = max(low, 1)
         if high is not None and high < low:
             return []
         with self._errors("listing message UIDs"):
-            found = self._client.search(["UID", f"{low}:{'*' if high is None else high}"])
+            found = wire.uid_search(self._client, low, high if high is not None else "*", self._esearch)
         # "n:*" always matches the highest UID, even one below n (RFC 3501 §6.4.8).
         return sorted(uid for uid in found if uid >= low and (high is None or uid <= high))
+
+    def mailbox_id(self, path: str) -> str | None:
+        """RFC 8474 MAILBOXID of a folder, by STATUS; None when the server gives none."""
+        with self._errors(f"reading the id of folder {path!r}"):
+            status = self._client.folder_status(path, [b"MAILBOXID"])
+        value = status.get(b"MAILBOXID")
+        if isinstance(value, tuple | list):
+            value = value[0] if value else None
+        return _mailbox_id([value]) if value else None
+
+    def count_uids(self, low: int, high: int) -> int:
+        """Messages with a UID in ``low:high``; needs ESEARCH."""
+        if high < low:
+            return 0
+        with self._errors("counting messages"):
+            return wire.uid_count(self._client, max(low, 1), high)
 
     def fetch_metadata(self, uids: Sequence[int]) -> list[MessageMeta]:
         uids = sorted(set(uids))
@@ -127,6 +164,13 @@ class ImapSessionAdapter:
         except ConnectionFailed:
             self._broken = True
             raise
+        except ServerError as error:
+            if _desynchronised(error):
+                # imaplib stopped reading mid-answer: whatever comes next on this
+                # socket is the rest of it. The session ends here.
+                self._broken = True
+                raise ServerError(f"{error} The connection was closed; the next step opens a new one.") from error
+            raise
 
     def _enable_extensions(self, advertised: frozenset[str]) -> frozenset[str]:
         """ENABLE what needs it (RFC 5161); a QRESYNC the server will not enable is not offered."""
@@ -151,12 +195,17 @@ class ImapSessionAdapter:
             uidnext=uidnext,
             exists=response.get(b"EXISTS", 0),
             highest_modseq=response.get(b"HIGHESTMODSEQ") if self._condstore else None,
+            mailbox_id=_mailbox_id(response.get(b"MAILBOXID")) if "OBJECTID" in self.capabilities else None,
         )
 
     def _folder_is_gone(self, path, error) -> bool:
-        if "[NONEXISTENT]" in str(error).upper():  # RFC 5530
-            return True
-        return not any(folder.path == path for folder in list_folders(self._client))
+        """The server's word that the folder does not exist, nothing less.
+
+        RFC 5530 gives it a code, ``[NONEXISTENT]``; servers older than that
+        say it in words (Dovecot 2.3: "Mailbox doesn't exist", Cyrus: "Mailbox
+        does not exist", Courier: "Invalid mailbox name" is *not* one)."""
+        text = str(error)
+        return "[NONEXISTENT]" in text.upper() or bool(_DOES_NOT_EXIST.search(text))
 
     def _fetch_metadata(self, uids: list[int]) -> list[MessageMeta]:
         """One UID FETCH; a chunk the server refuses (``NO``, as Gmail and Yahoo do for
@@ -172,7 +221,10 @@ class ImapSessionAdapter:
         return [message_meta(uid, by_uid[uid]) for uid in uids if uid in by_uid]
 
     def _minimal_metadata(self, uid: int, error) -> list[MessageMeta]:
-        if isinstance(error, ServerError):
+        # A refusal may pass (the server under load, a message being written):
+        # the row is asked for again later. An answer we cannot parse will not.
+        refused = isinstance(error, ServerError)
+        if refused:
             reason = f"the server refused to send this message's details ({error})"[:300]
         else:
             reason = f"the server's answer could not be parsed ({type(error).__name__}: {error})"[:300]
@@ -180,8 +232,26 @@ class ImapSessionAdapter:
         try:
             by_uid = wire.parse_fetch(wire.uid_fetch(self._client, str(uid), self._minimal_items))
         except (ServerError, *_UNPARSEABLE):
-            return [MessageMeta(uid=uid, parse_error=reason)]
-        return [message_meta(uid, by_uid[uid], known_error=reason)] if uid in by_uid else []
+            return [MessageMeta(uid=uid, parse_error=reason, refetch=refused)]
+        if uid not in by_uid:
+            return []  # expunged meanwhile
+        return [dataclasses.replace(message_meta(uid, by_uid[uid], known_error=reason), refetch=refused)]
+
+
+_DOES_NOT_EXIST = re.compile(r"mailbox (doesn't|does not) exist|no such mailbox", re.IGNORECASE)
+
+
+def _desynchronised(error: ServerError) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, ProtocolError) or "got more than" in str(cause)  # imaplib's line limit
+
+
+def _mailbox_id(value) -> str | None:
+    """``[MAILBOXID (F2212)]`` (RFC 8474), as imaplib files it: ``[b'(F2212)']``."""
+    if not value:
+        return None
+    text = value[0].decode("ascii", "replace") if isinstance(value[0], bytes) else str(value[0])
+    return text.strip().strip("()").strip() or None
 
 
 def _flag_updates(by_uid: dict[int, dict], low: int, high: int) -> list[FlagUpdate]:

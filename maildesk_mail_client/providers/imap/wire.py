@@ -63,6 +63,42 @@ def _responses(raw: list):
         yield response
 
 
+def uid_search(client: IMAPClient, low: int, high, esearch: bool) -> list[int]:
+    """``UID SEARCH UID low:high``, ascending. With ESEARCH (RFC 4731) the answer is a
+    compact set (``1:5000,5002``), so even a dense window costs a few bytes."""
+    imap = client._imap
+    criteria = ("UID", f"{low}:{high}")
+    if not esearch:
+        return sorted(client.search(list(criteria)))
+    typ, data = imap._simple_command("UID", "SEARCH", "RETURN", "(ALL)", *criteria)
+    if typ != "OK":
+        raise ServerError(f"{client.host}:{client.port} refused UID SEARCH {low}:{high}: {_text(data)}.")
+    uids = set()
+    for line in imap._untagged_response(typ, data, "ESEARCH")[1]:
+        match = _ESEARCH_ALL.search(_text(line))
+        if match:
+            uids.update(_expand(match.group(1), low, high if isinstance(high, int) else _MAX_UID))
+    return sorted(uids)
+
+
+def uid_count(client: IMAPClient, low: int, high: int) -> int:
+    """How many messages have a UID in ``low:high`` (ESEARCH ``RETURN (COUNT)``)."""
+    imap = client._imap
+    typ, data = imap._simple_command("UID", "SEARCH", "RETURN", "(COUNT)", "UID", f"{low}:{high}")
+    if typ != "OK":
+        raise ServerError(f"{client.host}:{client.port} refused UID SEARCH {low}:{high}: {_text(data)}.")
+    for line in imap._untagged_response(typ, data, "ESEARCH")[1]:
+        match = _ESEARCH_COUNT.search(_text(line))
+        if match:
+            return int(match.group(1))
+    return 0  # RFC 4731: no COUNT item when nothing matched
+
+
+_ESEARCH_COUNT = re.compile(r"\bCOUNT\s+(\d+)", re.IGNORECASE)
+_MAX_UID = 2**32 - 1
+_ESEARCH_ALL = re.compile(r"\bALL\s+([0-9:,]+)", re.IGNORECASE)
+
+
 def pop_vanished(client: IMAPClient, low: int, high: int) -> frozenset[int]:
     """UIDs in ``low..high`` reported by VANISHED since the folder was selected; forgets them."""
     uids = set()

@@ -1,0 +1,165 @@
+"""The engine's Mailbox port for IMAP: folders and deltas over one session.
+
+``session.py`` speaks IMAP (SELECT, SEARCH, FETCH, CONDSTORE, VANISHED);
+this module answers the engine's neutral questions with it: is this
+folder the one we knew, what is below the walk cursor, what changed
+(``changes.py``). Every UID SEARCH it sends is bounded to a window, so no
+folder is too big to index, and a session that broke mid-answer is
+replaced by a new one before the next step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from ...application.domain import BackfillState, Delta, FolderOpened, FolderState, RemoteFolder
+from ...application.errors import FolderNotFound, ServerError
+from .changes import folder_changes
+from .connection import ImapConfig
+from .session import ImapSessionAdapter
+
+_logger = logging.getLogger(__name__)
+
+#: UIDs a first downward search covers per message wanted: dense folders need
+#: one round trip, sparse ones widen the window (x4 each time, up to the cap).
+_FIRST_SPAN_FACTOR = 2
+
+
+class ImapMailbox:
+    provider = "imap"
+
+    def __init__(self, session: ImapSessionAdapter, config: ImapConfig | None = None,
+                 search_window: int = 20000):
+        self._session = session
+        self._config = config
+        self._search_window = search_window
+        self._opened = {}  # folder id -> FolderStatus of the last open()
+        self._selected = None  # path of the folder the session has selected
+        self.identity = f"imap://{config.login}@{config.host}".lower() if config else f"imap://{session}"
+
+    @classmethod
+    def open_account(cls, config: ImapConfig, search_window: int = 20000) -> ImapMailbox:
+        return cls(ImapSessionAdapter.open(config), config, search_window)
+
+    @property
+    def session(self) -> ImapSessionAdapter:
+        """The live session; one that broke mid-answer is replaced first (it cannot be trusted)."""
+        if self._session.broken and self._config is not None:
+            self._session.close()
+            self._session = ImapSessionAdapter.open(self._config)
+            self._opened.clear()
+            self._selected = None
+        return self._session
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self.session.capabilities
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- folders ----------------------------------------------------------------
+
+    def list_folders(self) -> list[RemoteFolder]:
+        """With OBJECTID (RFC 8474) a folder is known by its MAILBOXID, which survives renames."""
+        folders = self.session.list_folders()
+        if "OBJECTID" not in self.capabilities:
+            return folders
+        return [dataclasses.replace(folder, remote_id=self.session.mailbox_id(folder.path) or folder.path)
+                if folder.selectable else folder for folder in folders]
+
+    def confirm_gone(self, folder: FolderState) -> bool:
+        self._selected = None
+        try:
+            self.session.select(folder.path)
+        except FolderNotFound as error:
+            return error.proven
+        except ServerError:
+            return False  # the server is unsure; so are we
+        return False  # it opens: the listing was wrong
+
+    def same_folder(self, old: FolderState, new: RemoteFolder, sample) -> bool:
+        """Is ``new`` the folder ``old`` renamed? Only on evidence a new folder cannot fake.
+
+        A rename keeps UIDVALIDITY, UIDNEXT and the messages; a folder created
+        in the same second as the old one was deleted can share UIDVALIDITY,
+        but not also UIDNEXT, the message count and the newest message.
+        """
+        self._selected = new.path
+        try:
+            status = self.session.status(new.path)
+        except (FolderNotFound, ServerError):
+            return False
+        if (status.uidvalidity, status.uidnext, status.exists) != (old.uidvalidity, old.uidnext, old.server_exists):
+            return False
+        if not status.exists:
+            return False  # nothing to carry over: indexing it anew costs nothing
+        if sample is None:
+            return False
+        uid, message_id = sample
+        found = self.session.fetch_metadata([int(uid)])
+        return bool(found) and message_id is not None and found[0].message_id == message_id
+
+    def open(self, folder: FolderState) -> FolderOpened:
+        self._selected = None
+        status = self.session.select(folder.path)
+        self._opened[folder.id] = status
+        self._selected = folder.path
+        # UIDs mean something only within one UIDVALIDITY; and within one,
+        # UIDNEXT never goes down (a folder deleted and re-created in the same
+        # second keeps the UIDVALIDITY, not the UIDNEXT).
+        reset = bool(folder.uidvalidity) and (
+            status.uidvalidity != folder.uidvalidity or status.uidnext < (folder.uidnext or 0))
+        unchanged = (
+            status.highest_modseq is not None
+            and status.highest_modseq == folder.highest_modseq
+            and status.uidnext == folder.uidnext
+            and status.exists == folder.server_exists
+        )
+        pin = {
+            "uidvalidity": status.uidvalidity, "uidnext": status.uidnext,
+            "highest_modseq": status.highest_modseq, "server_exists": status.exists,
+            "last_uid": max(status.uidnext - 1, 0), "low_uid": max(status.uidnext, 1),
+        }
+        return FolderOpened(reset=reset, unchanged=unchanged, pin=pin)
+
+    # -- messages ---------------------------------------------------------------
+
+    def older(self, folder: FolderState, limit: int) -> Delta:
+        """The newest ``limit`` messages below ``folder.walk_below``.
+
+        Windows of UIDs are searched downwards until enough are found, so the
+        answer to each SEARCH stays small whatever the folder's size. The
+        cursor moves to the lowest UID fetched, or to the bottom of what was
+        searched when everything found was taken.
+        """
+        session = self.session
+        high = folder.walk_below - 1
+        span = max(limit * _FIRST_SPAN_FACTOR, 64)
+        found = []
+        while high >= 1 and len(found) < limit:
+            low = max(1, high - span + 1)
+            found = session.search_uids(low, high) + found
+            high = low - 1
+            span = min(span * 4, self._search_window)
+        taken = found[-limit:] if limit else []
+        messages = session.fetch_metadata(taken) if taken else []
+        if len(found) > len(taken):
+            cursor = {"low_uid": taken[0]}
+        else:
+            cursor = {"low_uid": max(high + 1, 1)}
+            if high < 1:
+                cursor["backfill_state"] = BackfillState.DONE
+        return Delta(upserts=tuple(messages), cursor=cursor)
+
+    def changes(self, folder, known, reconcile, settings):
+        status = self._opened.get(folder.id)
+        if status is None or self._selected != folder.path:
+            raise RuntimeError("changes() needs the folder opened first")
+        return folder_changes(self.session, folder, status, known, reconcile, settings)
+
+    def fetch(self, folder: FolderState, remote_ids) -> list:
+        if self._selected != folder.path:
+            self.open(folder)
+        return self.session.fetch_metadata(sorted(int(remote_id) for remote_id in remote_ids))

@@ -12,11 +12,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import psycopg2.errors
 import pytest
 
 from maildesk_mail_client.application.domain import RemoteFolder
+from maildesk_mail_client.application.errors import ConnectionFailed
+from maildesk_mail_client.application.use_cases import backfill
 from maildesk_mail_client.repositories import AccountLeaseRepository, FolderRepository
 from maildesk_mail_client.repositories.conflicts import CONFLICTS
 from maildesk_mail_client.repositories.lease_holders import (
@@ -25,7 +28,7 @@ from maildesk_mail_client.repositories.lease_holders import (
     process_is_gone,
 )
 
-from .harness.engine import create_account, lease_transaction
+from .harness.engine import create_account, lease_transaction, make_context
 
 CONTENDERS = 8
 ROUNDS = 30
@@ -358,12 +361,9 @@ def test_an_exited_unreaped_process_is_dead():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    raises=psycopg2.errors.SerializationFailure, strict=False,
-    reason="claim_backfill's FOR UPDATE SKIP LOCKED raises at REPEATABLE READ on a row committed after "
-           "the transaction's snapshot (issue 6): the claim must read as 'nothing claimable' or be retried",
-)
 def test_backfill_claim_after_a_concurrent_commit(pg_db):
+    """At REPEATABLE READ, FOR UPDATE on a row committed after the snapshot raises; the
+    backfill use case therefore claims in a fresh snapshot, and treats a conflict as "not ours"."""
     conn_a, conn_b = pg_db(), pg_db()
     account_id = create_account(conn_a)
     folders_a = FolderRepository(conn_a.cursor())
@@ -372,10 +372,25 @@ def test_backfill_claim_after_a_concurrent_commit(pg_db):
     folders_a.save_cursors(state)
     conn_a.commit()
 
-    with conn_a.cursor() as cr:  # A's transaction reads something: its snapshot is taken
-        cr.execute("SELECT count(*) FROM mailbox_account")
-    FolderRepository(conn_b.cursor()).touch(state.id)  # B: another worker's checkpoint on that folder
-    conn_b.commit()
+    def stale_snapshot_then_concurrent_touch():
+        with conn_a.cursor() as cr:  # A's transaction reads something: its snapshot is taken
+            cr.execute("SELECT count(*) FROM mailbox_account")
+        FolderRepository(conn_b.cursor()).touch(state.id)  # B: another worker's checkpoint on that folder
+        conn_b.commit()
 
-    claimed = folders_a.claim_backfill(limit=1)
-    assert [folder.id for folder in claimed] in ([state.id], [])
+    stale_snapshot_then_concurrent_touch()
+    with pytest.raises(psycopg2.errors.SerializationFailure):
+        folders_a.claim_backfill(limit=1)
+    conn_a.rollback()
+
+    def unreachable(_account_id):
+        raise ConnectionFailed("no server in this test")
+
+    ctx = make_context(conn_a, pg_db, unreachable)
+    stale_snapshot_then_concurrent_touch()
+    visited, indexed, _pending = backfill(ctx, time.monotonic() + 10)
+    assert (visited, indexed) == (0, 0)
+    cr = conn_a.cursor()
+    cr.execute("SELECT failure_count, last_error FROM mailbox_account WHERE id = %s", [account_id])
+    failures, error = cr.fetchone()
+    assert failures == 1 and "no server" in error, "the folder was claimed and its account's failure recorded"

@@ -28,6 +28,7 @@ from ..repositories.conflicts import CONFLICTS
 from ..repositories.lease_holders import is_dead_local_holder
 from ..repositories.message_index import ROW_ERRORS
 
+
 def lease_holder():
     """host:pid:nonce. Read at each run, not at import: prefork workers are forked after
     the import, and a dead worker is recognised by its own pid (lease_holders.py)."""

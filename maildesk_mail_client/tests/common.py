@@ -1,5 +1,7 @@
 from odoo.tests.common import TransactionCase, new_test_user
 
+from ..repositories import delivery_key
+
 
 class MaildeskFixtures:
     """Two MailDesk users, an administrator, and one account of each kind of visibility:
@@ -37,8 +39,11 @@ class MaildeskCase(MaildeskFixtures, TransactionCase):
     def make_folder(self, account, path="INBOX", role="inbox"):
         return self.env["maildesk.folder"].create({"account_id": account.id, "path": path, "name": path, "role": role})
 
-    def make_message(self, folder, uid, **values):
-        return self.env["maildesk.message_index"].create({
-            "account_id": folder.account_id.id, "folder_id": folder.id, "provider": "imap", "uid": uid,
-            "delivery_key": f"{folder.account_id.id}:imap:{folder.id}:{uid}", **values,
+    @classmethod
+    def make_message(cls, folder, uid, **values):
+        account = folder.account_id
+        return cls.env["maildesk.message_index"].create({
+            "account_id": account.id, "folder_id": folder.id, "provider": account.provider,
+            "uid": uid, "remote_id": str(uid),
+            "delivery_key": delivery_key(account.id, account.provider, folder.id, uid), **values,
         })

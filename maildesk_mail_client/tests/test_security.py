@@ -15,10 +15,7 @@ class TestSecurity(MaildeskCase):
         for account in (cls.account_alice, cls.account_bob, cls.account_shared):
             folder = cls.env["maildesk.folder"].create(
                 {"account_id": account.id, "path": "INBOX", "name": "INBOX", "role": "inbox"})
-            message = cls.env["maildesk.message_index"].create({
-                "account_id": account.id, "folder_id": folder.id, "provider": "imap", "uid": 1,
-                "delivery_key": f"{account.id}:imap:{folder.id}:1", "subject": f"to {account.name}",
-            })
+            message = cls.make_message(folder, 1, subject=f"to {account.name}")
             cache = cls.env["maildesk.ui_cache"].create(
                 {"account_id": account.id, "index_id": message.id, "body_html": "<p>hi</p>"})
             queue = cls.env["maildesk.ingest_queue"].create(

@@ -7,16 +7,15 @@ The stores are the production repositories; only the Odoo-specific ports
 import contextlib
 import dataclasses
 import time
-import uuid
 
 from maildesk_mail_client.application.ports import EngineContext, SyncSettings
+from maildesk_mail_client.orm.engine_context import lease_holder
 from maildesk_mail_client.repositories import (
     AccountLeaseRepository,
     AccountRepository,
     FolderRepository,
     MessageIndexRepository,
 )
-from maildesk_mail_client.orm.engine_context import lease_holder
 from maildesk_mail_client.repositories.conflicts import CONFLICTS
 from maildesk_mail_client.repositories.lease_holders import is_dead_local_holder
 from maildesk_mail_client.repositories.message_index import ROW_ERRORS

@@ -35,8 +35,11 @@ def sync_folder(run, folder, deadline):
         return run.ctx.index.live_uids(folder.id, low, high)
 
     for delta in run.mailbox.changes(folder, known, reconcile, run.settings):
+        moved = any(getattr(folder, name) != value for name, value in delta.cursor.items())
         apply(run, folder, delta)
-        if run.ctx.clock.monotonic() >= deadline:
+        # Only a delta that moved a cursor is progress the next pass keeps: stopping
+        # after one that did not could leave every pass redoing the same first step.
+        if moved and run.ctx.clock.monotonic() >= deadline:
             return False
     refetch_incomplete(run, folder, deadline)
     run.checkpoint(folder, synced=True)

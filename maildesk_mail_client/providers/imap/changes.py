@@ -44,7 +44,9 @@ def folder_changes(session, folder, status, known, reconcile, settings):
     if trusted and indexed:
         changes = session.fetch_changes_since(folder.highest_modseq, low, top)
         removed = frozenset(str(uid) for uid in changes.vanished) if qresync else frozenset()
-        yield Delta(flags=changes.updates, removed=removed)
+        # Every change up to the server's HIGHESTMODSEQ below ``top`` is in this
+        # delta; mail above ``top`` is fetched with its current flags anyway.
+        yield Delta(flags=changes.updates, removed=removed, cursor={"highest_modseq": status.highest_modseq})
         if not qresync and not reconcile and _expunged(session, low, top, known):
             reconcile = True
 

@@ -128,7 +128,10 @@ def walk_down(run, folder, max_messages, deadline, first_chunk=None):
     size = first_chunk or run.settings.chunk
     while (folder.backfill_state != BackfillState.DONE and done < max_messages
            and run.ctx.clock.monotonic() < deadline):
-        delta = run.mailbox.older(folder, min(size, max_messages - done))
+        page = min(size, max_messages - done)
+        # The page after this one, if this walk will ask for it: the provider may fetch it meanwhile.
+        then = min(run.settings.chunk, max_messages - done - page)
+        delta = run.mailbox.older(folder, page, then=then if then > 0 else None)
         if folder.sync_state == FolderSyncState.BOOTSTRAP:
             folder.bootstrap_indexed += len(delta.upserts)
         apply(run, folder, delta)

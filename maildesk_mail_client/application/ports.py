@@ -52,9 +52,10 @@ class Mailbox(Protocol):
     def open(self, folder: FolderState) -> FolderOpened:
         """Open the folder and compare it with its cursors. Raises FolderNotFound."""
 
-    def older(self, folder: FolderState, limit: int) -> Delta:
+    def older(self, folder: FolderState, limit: int, then: int | None = None) -> Delta:
         """Up to ``limit`` messages of the history below the folder's walk cursor, newest first.
-        The cursor says ``backfill_state = done`` once the bottom is reached."""
+        The cursor says ``backfill_state = done`` once the bottom is reached. ``then``: the size
+        of the page the engine will ask for next, which the provider may fetch meanwhile."""
 
     def changes(self, folder: FolderState, known: Callable[[int, int], set[int]],
                 reconcile: bool, settings: SyncSettings) -> Iterator[Delta]:
@@ -97,6 +98,9 @@ class FolderStore(Protocol):
 
     def record_error(self, folder_id: int, message: str) -> None:
         """The server refused something about this folder; shown to the admin."""
+
+    def record_warning(self, folder_id: int, message: str) -> None:
+        """Kept for the admin until the next warning (a failing add-on, a row the database refused)."""
 
     def record_missing(self, folder_id: int, runs: int) -> None:
         """The folder was missing from ``runs`` listings in a row (0: it is back)."""

@@ -44,6 +44,9 @@ class MaildeskFolder(models.Model):
     bootstrap_indexed = fields.Integer(readonly=True)
     last_sync_at = fields.Datetime(string="Last Sync", readonly=True)
     last_error = fields.Text(readonly=True, help="What the server refused for this folder on the last visit.")
+    warning = fields.Text(readonly=True, help="The last thing sync could not do for one message of this folder "
+                                              "(an add-on that failed on it, a value the database refused).")
+    warning_at = fields.Datetime(readonly=True)
 
     _sql_constraints = [
         ("account_path_uniq", "unique(account_id, path)", "A folder path is unique per account."),

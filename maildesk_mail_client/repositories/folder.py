@@ -19,7 +19,11 @@ _CURSOR_COLUMNS = (
 _ZERO_IF_NULL = ("last_uid", "low_uid", "bootstrap_indexed", "missing_runs")
 
 #: every column this module writes; an Odoo test checks they are model fields
-COLUMNS = (*_STATE_COLUMNS, "name", "delimiter", "role_sequence", "last_error")
+COLUMNS = (*_STATE_COLUMNS, "name", "delimiter", "role_sequence", "last_error", "warning", "warning_at")
+
+# Progress ends an error of the last visit, but not "missing from the listing": that
+# one lasts until the folder is listed again (record_missing(…, 0)).
+_KEEP_MISSING = "CASE WHEN missing_runs > 0 THEN last_error END"
 
 _SELECT = f"SELECT {', '.join(_STATE_COLUMNS)} FROM {TABLE}"
 _NOW = "(now() AT TIME ZONE 'UTC')"
@@ -97,7 +101,7 @@ class FolderRepository:
         self.cr.execute(
             f"""
             UPDATE {TABLE}
-               SET {assignments}, last_error = NULL, write_date = {_NOW}
+               SET {assignments}, last_error = {_KEEP_MISSING}, write_date = {_NOW}
                    {f", last_sync_at = {_NOW}" if synced else ""}
              WHERE id = %s
             """,
@@ -106,7 +110,7 @@ class FolderRepository:
 
     def touch(self, folder_id):
         """Visited, nothing to do: it goes to the back of the queue."""
-        self.cr.execute(f"UPDATE {TABLE} SET last_sync_at = {_NOW}, last_error = NULL WHERE id = %s",
+        self.cr.execute(f"UPDATE {TABLE} SET last_sync_at = {_NOW}, last_error = {_KEEP_MISSING} WHERE id = %s",
                         [folder_id])
 
     def record_error(self, folder_id, message):
@@ -115,12 +119,19 @@ class FolderRepository:
         self.cr.execute(f"UPDATE {TABLE} SET last_error = %s, last_sync_at = {_NOW} WHERE id = %s",
                         [message, folder_id])
 
+    def record_warning(self, folder_id, message):
+        """Something the admin should see that progress does not make go away (an add-on
+        that failed on a message, a message the database would not store): kept until
+        the next warning replaces it."""
+        self.cr.execute(f"UPDATE {TABLE} SET warning = %s, warning_at = {_NOW} WHERE id = %s",
+                        [message, folder_id])
+
     def record_missing(self, folder_id, runs):
         self.cr.execute(
             f"""
             UPDATE {TABLE}
                SET missing_runs = %s,
-                   last_error = CASE WHEN %s > 0 THEN %s ELSE last_error END
+                   last_error = CASE WHEN %s > 0 THEN %s END
              WHERE id = %s
             """,
             [runs, runs, f"Missing from the server's folder list {runs} time(s) in a row; its messages "

@@ -150,10 +150,21 @@ class MessageIndexRepository:
         """Apply flag updates to live rows that differ; unknown messages are ignored.
 
         A message we have not indexed yet (below the walk cursor) gets its
-        flags when the walk fetches it, so it is not created here.
+        flags when the walk fetches it, so it is not created here. IMAP
+        updates (they carry UIDs, thousands at once in a reconciliation
+        window) find their rows by a range of the ``(folder_id, uid)`` index;
+        others by their delivery keys.
         """
         if not updates:
             return []
+        by_uid = all(u.uid is not None for u in updates)
+        if by_uid:
+            uids = [u.uid for u in updates]
+            match = "t.folder_id = %s AND t.uid BETWEEN %s AND %s AND t.uid = u.uid"
+            params = [folder_id, min(uids), max(uids)]
+        else:
+            match = "t.delivery_key = %s || u.remote_id"
+            params = [self._key_prefix(folder_id)]
         self.cr.execute(
             f"""
             UPDATE {TABLE} AS t
@@ -161,21 +172,22 @@ class MessageIndexRepository:
                    is_answered = u.answered, is_draft = u.draft,
                    modseq = COALESCE(u.modseq, t.modseq),
                    write_date = {_NOW}
-              FROM unnest(%s::varchar[], %s::bool[], %s::bool[], %s::bool[], %s::bool[], %s::int8[])
-                   AS u(remote_id, seen, flagged, answered, draft, modseq)
-             WHERE t.delivery_key = %s || u.remote_id AND NOT t.deleted_on_server
+              FROM unnest(%s::varchar[], %s::int8[], %s::bool[], %s::bool[], %s::bool[], %s::bool[], %s::int8[])
+                   AS u(remote_id, uid, seen, flagged, answered, draft, modseq)
+             WHERE {match} AND NOT t.deleted_on_server
                AND (t.is_seen, t.is_flagged, t.is_answered, t.is_draft)
                    IS DISTINCT FROM (u.seen, u.flagged, u.answered, u.draft)
             RETURNING t.remote_id, t.uid, t.id, false
             """,
             [
                 [u.remote_id for u in updates],
+                [u.uid for u in updates],
                 [u.flags.seen for u in updates],
                 [u.flags.flagged for u in updates],
                 [u.flags.answered for u in updates],
                 [u.flags.draft for u in updates],
                 [u.modseq for u in updates],
-                self._key_prefix(folder_id),
+                *params,
             ],
         )
         return [UpsertResult(*row) for row in self.cr.fetchall()]
@@ -215,8 +227,8 @@ class MessageIndexRepository:
         self.cr.execute(
             f"""
             SELECT remote_id, message_id FROM {TABLE}
-             WHERE folder_id = %s AND NOT deleted_on_server AND parse_error IS NULL
-             ORDER BY uid DESC NULLS LAST, id DESC LIMIT 1
+             WHERE folder_id = %s AND uid IS NOT NULL AND NOT deleted_on_server AND parse_error IS NULL
+             ORDER BY uid DESC LIMIT 1
             """,
             [folder_id],
         )

@@ -48,6 +48,8 @@ CREATE TABLE maildesk_folder (
     missing_runs int4,
     last_sync_at timestamp,
     last_error text,
+    warning text,
+    warning_at timestamp,
     create_date timestamp,
     write_date timestamp,
     CONSTRAINT maildesk_folder_account_path_uniq UNIQUE (account_id, path)

@@ -19,6 +19,7 @@ import logging
 
 from ..domain import SyncReport
 from ..errors import MailboxError
+from .discover_folders import check_identity
 
 _logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class AccountRun:
         if folder is not None:
             self.ctx.folders.save_cursors(folder, synced=synced)
             if folder.id in self._warnings:
-                self.ctx.folders.record_error(folder.id, self._warnings.pop(folder.id))
+                self.ctx.folders.record_warning(folder.id, self._warnings.pop(folder.id))
         self.keep_lease()
         self.ctx.checkpoint.commit()
         self.report.mark_committed()
@@ -65,7 +66,7 @@ class AccountRun:
         self._warnings.clear()
 
     def warn(self, folder, message):
-        """Shown on the folder with its next checkpoint (which would otherwise clear it)."""
+        """Shown on the folder (``warning``) with its next checkpoint, so a rollback takes it back too."""
         self._warnings[folder.id] = message
 
     def record_upserts(self, folder, results):
@@ -150,7 +151,9 @@ def _run(ctx, account_id, work, report):
     try:
         mailbox = ctx.mailboxes(account_id)
         try:
-            work(AccountRun(ctx, account_id, mailbox, report))
+            run = AccountRun(ctx, account_id, mailbox, report)
+            check_identity(run)
+            work(run)
         finally:
             mailbox.close()
     except LeaseLost:

@@ -38,7 +38,6 @@ class FolderChanges:
 def discover_folders(run):
     ctx, mailbox = run.ctx, run.mailbox
     listed = mailbox.list_folders()
-    _check_identity(run, listed)
     remote = {folder.remote_id: folder for folder in listed}
     local = {folder.remote_id: folder for folder in _adopt_ids(run, listed)}
     changes = FolderChanges()
@@ -128,8 +127,12 @@ def _match_renames(run, appeared, vanished):
     return pairs
 
 
-def _check_identity(run, listed):
-    """A different mailbox behind the same account record starts from nothing."""
+def check_identity(run):
+    """A different mailbox behind the same account record starts from nothing.
+
+    Checked before any work of any use case (backfill does no discovery), so
+    no step ever files one mailbox's messages under another's folders.
+    """
     ctx, identity = run.ctx, run.mailbox.identity
     known = ctx.accounts.identity(run.account_id)
     if known == identity:
@@ -137,10 +140,12 @@ def _check_identity(run, listed):
     if known is not None:
         local = ctx.folders.list_for_account(run.account_id)
         stable = {f.remote_id for f in local if f.remote_id != f.path}
-        if not stable & {f.remote_id for f in listed}:
+        if not stable or not stable & {f.remote_id for f in run.mailbox.list_folders()}:
             _logger.warning("Account %s now points at another mailbox (%s, was %s): dropping what was "
                             "indexed from the old one.", run.account_id, identity, known)
             for folder in local:
                 ctx.folders.delete(folder.id)
                 run.report.folders_reset.add(folder.id)
+            run.ctx.scheduler.wake_bootstrap()
     ctx.accounts.set_identity(run.account_id, identity)
+    run.checkpoint()

@@ -25,8 +25,9 @@ from ...application.domain import Delta
 
 _logger = logging.getLogger(__name__)
 
-#: a reconciliation window that found nothing doubles, so sparse UID ranges cost few round trips
-_MAX_SCAN_SPAN = 1 << 22
+#: a reconciliation window that found nothing doubles, so sparse UID ranges cost fewer round trips;
+#: capped, so a dense range after a sparse one brings back a bounded number of messages
+_MAX_SCAN_FACTOR = 16
 
 
 def folder_changes(session, folder, status, known, reconcile, settings):
@@ -60,12 +61,22 @@ def folder_changes(session, folder, status, known, reconcile, settings):
 
 
 def _new_mail(session, folder, status, settings):
-    """UIDs above ``last_uid`` and below UIDNEXT, oldest first: a delta per FETCH chunk."""
+    """UIDs above ``last_uid`` and below UIDNEXT, oldest first: a delta per FETCH chunk.
+
+    Each UID SEARCH covers at most ``search_window`` UIDs, so no answer can
+    outgrow a line; with ESEARCH a gap of expunged UIDs is jumped at once.
+    """
+    esearch = "ESEARCH" in session.capabilities
     end = status.uidnext - 1
     start = folder.last_uid + 1
-    span = settings.search_window
     while start <= end:
-        high = min(start + span - 1, end)
+        if esearch:
+            first = session.first_uid(start, end)
+            if first is None:
+                yield Delta(cursor={"last_uid": end})
+                return
+            start = first
+        high = min(start + settings.search_window - 1, end)
         uids = session.search_uids(start, high)
         for first in range(0, len(uids), settings.chunk):
             chunk = uids[first:first + settings.chunk]
@@ -73,7 +84,6 @@ def _new_mail(session, folder, status, settings):
             yield Delta(upserts=tuple(session.fetch_metadata(chunk)), cursor={"last_uid": last})
         if not uids:
             yield Delta(cursor={"last_uid": high})
-            span = min(span * 2, _MAX_SCAN_SPAN)  # sparse UIDs: fewer, wider windows
         start = high + 1
 
 
@@ -105,5 +115,5 @@ def _reconcile(session, folder, low, top, known, settings):
         yield Delta(upserts=tuple(upserts), flags=tuple(flags),
                     removed=frozenset(str(uid) for uid in indexed - on_server),
                     cursor={"reconcile_cursor": None if done else str(end + 1)}, reconciled=done)
-        span = base if flags or indexed else min(span * 2, _MAX_SCAN_SPAN)
+        span = base if flags or indexed else min(span * 2, base * _MAX_SCAN_FACTOR)
         start = end + 1

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from ...application.domain import BackfillState, Delta, FolderOpened, FolderState, RemoteFolder
 from ...application.errors import FolderNotFound, ServerError
@@ -26,6 +28,20 @@ _logger = logging.getLogger(__name__)
 _FIRST_SPAN_FACTOR = 2
 
 
+def _in_ahead_thread() -> bool:
+    return threading.current_thread().name.startswith("maildesk-imap-ahead")
+
+
+def _settle(ahead) -> None:
+    """Wait for a page fetched ahead that nobody will use; its error, if any, is the next call's
+    (a broken session is replaced on next use)."""
+    if ahead is not None:
+        try:
+            ahead[1].result()
+        except Exception as error:  # not this caller's page; see the docstring
+            _logger.debug("A page fetched ahead was not used: %s", error)
+
+
 class ImapMailbox:
     provider = "imap"
 
@@ -36,7 +52,12 @@ class ImapMailbox:
         self._search_window = search_window
         self._opened = {}  # folder id -> FolderStatus of the last open()
         self._selected = None  # path of the folder the session has selected
-        self.identity = f"imap://{config.login}@{config.host}".lower() if config else f"imap://{session}"
+        self._ahead = None  # ((path, below, limit), Future[Delta]): the next page of older(), in flight
+        self._pool = None
+        # The port too: another port of the same host may be another server (a tunnel, a
+        # proxy); re-indexing a mailbox that was the same costs time, never correctness.
+        self.identity = (f"imap://{config.login}@{config.host}:{config.port}".lower() if config
+                         else f"imap://{session}")
 
     @classmethod
     def open_account(cls, config: ImapConfig, search_window: int = 20000) -> ImapMailbox:
@@ -44,7 +65,14 @@ class ImapMailbox:
 
     @property
     def session(self) -> ImapSessionAdapter:
-        """The live session; one that broke mid-answer is replaced first (it cannot be trusted)."""
+        """The live session; one that broke mid-answer is replaced first (it cannot be trusted).
+
+        A page fetched ahead (``older``) owns the session until it is done;
+        the background thread itself gets it through ``_session`` directly.
+        """
+        if self._ahead is not None and not _in_ahead_thread():
+            ahead, self._ahead = self._ahead, None
+            _settle(ahead)
         if self._session.broken and self._config is not None:
             self._session.close()
             self._session = ImapSessionAdapter.open(self._config)
@@ -57,6 +85,10 @@ class ImapMailbox:
         return self.session.capabilities
 
     def close(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        _settle(ahead)  # a page fetched ahead for a run that ended: wait, so the socket is ours to close
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self._session.close()
 
     # -- folders ----------------------------------------------------------------
@@ -126,17 +158,37 @@ class ImapMailbox:
 
     # -- messages ---------------------------------------------------------------
 
-    def older(self, folder: FolderState, limit: int) -> Delta:
+    def older(self, folder: FolderState, limit: int, then: int | None = None) -> Delta:
         """The newest ``limit`` messages below ``folder.walk_below``.
 
-        Windows of UIDs are searched downwards until enough are found, so the
-        answer to each SEARCH stays small whatever the folder's size. The
-        cursor moves to the lowest UID fetched, or to the bottom of what was
-        searched when everything found was taken.
+        With ``then`` (the size of the page the caller asks for next), the
+        next page is fetched in the background while the engine stores this
+        one: the server's FETCH and the database's INSERT overlap instead of
+        taking turns. The session is used by one thread at a time: every
+        other call waits for that page first.
         """
+        key = (folder.path, folder.walk_below, limit)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == key:
+            delta = ahead[1].result()  # raises what the background fetch raised
+        else:
+            _settle(ahead)
+            delta = self._page_below(folder.walk_below, limit)
+        below = delta.cursor["low_uid"]
+        if then and delta.cursor.get("backfill_state") != BackfillState.DONE:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maildesk-imap-ahead")
+            self._ahead = ((folder.path, below, then), self._pool.submit(self._page_below, below, then))
+        return delta
+
+    def _page_below(self, below: int, limit: int) -> Delta:
+        """Windows of UIDs are searched downwards until enough are found, so the
+        answer to each SEARCH stays small whatever the folder's size. The cursor
+        moves to the lowest UID fetched, or to the bottom of what was searched
+        when everything found was taken."""
         session = self.session
-        high = folder.walk_below - 1
-        span = max(limit * _FIRST_SPAN_FACTOR, 64)
+        high = below - 1
+        span = min(max(limit * _FIRST_SPAN_FACTOR, 64), self._search_window)
         found = []
         while high >= 1 and len(found) < limit:
             low = max(1, high - span + 1)

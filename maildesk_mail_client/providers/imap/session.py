@@ -120,7 +120,16 @@ class ImapSessionAdapter:
         if high < low:
             return 0
         with self._errors("counting messages"):
-            return wire.uid_count(self._client, max(low, 1), high)
+            return wire.uid_esearch(self._client, max(low, 1), high, "COUNT") or 0
+
+    def first_uid(self, low: int, high: int) -> int | None:
+        """The lowest UID in ``low:high``, or None; needs ESEARCH. Lets a walk jump a gap of
+        expunged UIDs in one round trip instead of stepping through it window by window."""
+        if high < low:
+            return None
+        with self._errors("looking for the next message"):
+            found = wire.uid_esearch(self._client, max(low, 1), high, "MIN")
+        return found if found is not None and low <= found <= high else None
 
     def fetch_metadata(self, uids: Sequence[int]) -> list[MessageMeta]:
         uids = sorted(set(uids))

@@ -81,20 +81,21 @@ def uid_search(client: IMAPClient, low: int, high, esearch: bool) -> list[int]:
     return sorted(uids)
 
 
-def uid_count(client: IMAPClient, low: int, high: int) -> int:
-    """How many messages have a UID in ``low:high`` (ESEARCH ``RETURN (COUNT)``)."""
+def uid_esearch(client: IMAPClient, low: int, high: int, item: str) -> int | None:
+    """One ESEARCH result item (RFC 4731: ``MIN``, ``MAX`` or ``COUNT``) over ``UID low:high``;
+    None when nothing matched (the server then leaves MIN and MAX out)."""
     imap = client._imap
-    typ, data = imap._simple_command("UID", "SEARCH", "RETURN", "(COUNT)", "UID", f"{low}:{high}")
+    typ, data = imap._simple_command("UID", "SEARCH", "RETURN", f"({item})", "UID", f"{low}:{high}")
     if typ != "OK":
         raise ServerError(f"{client.host}:{client.port} refused UID SEARCH {low}:{high}: {_text(data)}.")
+    pattern = re.compile(rf"\b{item}\s+(\d+)", re.IGNORECASE)
     for line in imap._untagged_response(typ, data, "ESEARCH")[1]:
-        match = _ESEARCH_COUNT.search(_text(line))
+        match = pattern.search(_text(line))
         if match:
             return int(match.group(1))
-    return 0  # RFC 4731: no COUNT item when nothing matched
+    return None
 
 
-_ESEARCH_COUNT = re.compile(r"\bCOUNT\s+(\d+)", re.IGNORECASE)
 _MAX_UID = 2**32 - 1
 _ESEARCH_ALL = re.compile(r"\bALL\s+([0-9:,]+)", re.IGNORECASE)
 

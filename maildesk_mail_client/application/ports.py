@@ -70,6 +70,9 @@ class Mailbox(Protocol):
     def fetch(self, folder: FolderState, remote_ids: Sequence[str]) -> list[MessageMeta]:
         """The metadata of these messages again (rows that were indexed incomplete)."""
 
+    def fetch_raw(self, folder: FolderState, remote_id: str) -> bytes | None:
+        """The message's full RFC 5322 bytes, without marking it read; None when it is gone."""
+
     def close(self) -> None: ...
 
 

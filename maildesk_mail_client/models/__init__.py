@@ -1,4 +1,3 @@
-from . import ir_websocket
 from . import mailbox_account
 from . import maildesk_account_lease
 from . import maildesk_folder

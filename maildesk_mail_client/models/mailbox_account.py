@@ -313,12 +313,25 @@ class MailboxAccount(models.Model):
         )
 
     def _maildesk_notify_index_changed(self, payload):
-        """One notification per sync run, on the account's own channel.
+        """One notification per sync run, to each user who may read the account now.
 
-        Only users who may read the account subscribe to that channel
-        (see ir_websocket.py), so a shared inbox never leaks.
+        The readers are worked out when the notification is sent, and each
+        gets it on their own partner channel (every logged-in tab listens on
+        it): a user removed from a shared mailbox stops receiving its
+        notifications at once. A per-account channel would keep them
+        subscribed until their browser reconnects.
         """
-        self._bus_send("maildesk/index_changed", payload)
+        self.ensure_one()
+        for partner in self._maildesk_readers().partner_id:
+            partner._bus_send("maildesk/index_changed", payload)
+
+    def _maildesk_readers(self):
+        """The users the record rules let read this account: owner, shared-with, administrators."""
+        self.ensure_one()
+        users = self.user_id | self.env.ref("maildesk_mail_client.group_maildesk_admin").sudo().users
+        if self.is_shared:
+            users |= self.access_user_ids
+        return users.filtered(lambda user: user.active and user.has_group("maildesk_mail_client.group_maildesk_user"))
 
     def _maildesk_wake_sync(self):
         if any(account.provider == "imap" and account.sync_enabled for account in self):

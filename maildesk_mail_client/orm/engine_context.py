@@ -144,7 +144,8 @@ def settings_from_params(env):
     defaults = SyncSettings()
     return dataclasses.replace(defaults, **{
         name: int(params.get_param(f"maildesk.{name}", getattr(defaults, name)))
-        for name in ("first_chunk", "chunk", "bootstrap_limit")
+        for name in ("first_chunk", "chunk", "bootstrap_limit", "search_window", "reconcile_interval",
+                     "refetch_attempts")
     })
 
 

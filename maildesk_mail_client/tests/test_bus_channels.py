@@ -34,10 +34,16 @@ class TestBusChannels(MaildeskFixtures, WebsocketCase):
             return []
         return json.loads(data)
 
+    def _notify(self, account, new):
+        account._maildesk_notify_index_changed({"account_id": account.id, "new": new})
+        self.trigger_notification_dispatching(self._maildesk_readers_partners(account))
+
+    def _maildesk_readers_partners(self, account):
+        return list(account._maildesk_readers().partner_id)
+
     def test_shared_account_notifies_its_users_only(self):
         alice, bob = self._listen_as(self.alice), self._listen_as(self.bob)
-        self.account_shared._maildesk_notify_index_changed({"account_id": self.account_shared.id, "new": 3})
-        self.trigger_notification_dispatching([self.account_shared])
+        self._notify(self.account_shared, 3)
 
         received = self._received(alice)
         self.assertEqual([n["message"]["type"] for n in received], ["maildesk/index_changed"])
@@ -46,15 +52,27 @@ class TestBusChannels(MaildeskFixtures, WebsocketCase):
 
     def test_owner_is_notified_of_own_account(self):
         bob = self._listen_as(self.bob)
-        self.account_bob._maildesk_notify_index_changed({"account_id": self.account_bob.id, "new": 1})
-        self.trigger_notification_dispatching([self.account_bob])
+        self._notify(self.account_bob, 1)
         self.assertEqual(len(self._received(bob)), 1)
 
-    def test_a_user_outside_maildesk_gets_no_account_channel(self):
+    def test_a_user_removed_from_a_share_stops_receiving_at_once(self):
+        """No reconnect needed: readers are worked out when each notification is sent."""
+        alice = self._listen_as(self.alice)
+        self._notify(self.account_shared, 1)
+        self.assertEqual(len(self._received(alice)), 1)
+        self.account_shared.access_user_ids -= self.alice
+        self._notify(self.account_shared, 2)
+        self.trigger_notification_dispatching([self.alice.partner_id])
+        self.assertEqual(self._received(alice), [], "Alice's open websocket hears nothing more")
+
+    def test_readers_follow_the_record_rules(self):
         from odoo.tests.common import new_test_user
 
         outsider = new_test_user(self.env, "maildesk_outsider", groups="base.group_user")
-        channels = self.env["ir.websocket"].with_user(outsider)._maildesk_account_channels()
-        self.assertFalse(channels)
-        self.assertEqual(self.env["ir.websocket"].with_user(self.alice)._maildesk_account_channels(),
-                         self.account_alice | self.account_shared)
+        self.account_shared.access_user_ids |= outsider
+        readers = self.account_shared._maildesk_readers()
+        self.assertNotIn(outsider, readers, "not a MailDesk user: the rules give them nothing")
+        self.assertIn(self.alice, readers)
+        self.assertNotIn(self.bob, readers)
+        for user in readers:
+            self.assertTrue(self.account_shared.with_user(user).has_access("read"))

@@ -211,6 +211,11 @@ class ImapMailbox:
             raise RuntimeError("changes() needs the folder opened first")
         return folder_changes(self.session, folder, status, known, reconcile, settings)
 
+    def fetch_raw(self, folder: FolderState, remote_id: str) -> bytes | None:
+        if self._selected != folder.path:
+            self.open(folder)
+        return self.session.fetch_raw(int(remote_id))
+
     def fetch(self, folder: FolderState, remote_ids) -> list:
         if self._selected != folder.path:
             self.open(folder)

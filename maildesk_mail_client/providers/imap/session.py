@@ -115,6 +115,15 @@ class ImapSessionAdapter:
             value = value[0] if value else None
         return _mailbox_id([value]) if value else None
 
+    def fetch_raw(self, uid: int) -> bytes | None:
+        """The whole message as the server stores it (``BODY.PEEK[]``: reading it does not
+        set \\Seen, so opening a message in MailDesk never marks it read on the server).
+        None when the message is gone."""
+        with self._errors(f"fetching message UID {uid}"):
+            by_uid = wire.parse_fetch(wire.uid_fetch(self._client, str(uid), ["UID", "BODY.PEEK[]"]))
+        data = by_uid.get(uid)
+        return data.get(b"BODY[]") if data else None
+
     def count_uids(self, low: int, high: int) -> int:
         """Messages with a UID in ``low:high``; needs ESEARCH."""
         if high < low:

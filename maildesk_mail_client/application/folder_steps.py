@@ -152,7 +152,9 @@ def refetch_incomplete(run, folder, deadline):
     if not pending or ctx.clock.monotonic() >= deadline:
         return
     answered = run.mailbox.fetch(folder, pending)
-    healed = [m for m in answered if not m.refetch]
+    # Only a complete answer heals; any other answer (refused again, or now
+    # unparseable) is one more attempt, so the cap always ends the asking.
+    healed = [m for m in answered if not m.parse_error]
     refused = set(pending) - {m.remote_id for m in healed}
     if healed:
         run.record_upserts(folder, store_messages(run, folder, healed))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -24,6 +24,14 @@ from .domain import (
     SyncReport,
     UpsertResult,
 )
+
+
+class KnownRows(Protocol):
+    """The live rows the index holds for one folder, by IMAP UID range."""
+
+    def uids(self, low: int, high: int) -> set[int]: ...
+
+    def count(self, low: int, high: int) -> int: ...
 
 
 class Mailbox(Protocol):
@@ -57,14 +65,14 @@ class Mailbox(Protocol):
         The cursor says ``backfill_state = done`` once the bottom is reached. ``then``: the size
         of the page the engine will ask for next, which the provider may fetch meanwhile."""
 
-    def changes(self, folder: FolderState, known: Callable[[int, int], set[int]],
+    def changes(self, folder: FolderState, known: KnownRows,
                 reconcile: bool, settings: SyncSettings) -> Iterator[Delta]:
         """What changed since the folder's cursors, in steps the engine commits one by one.
 
         With ``reconcile`` (or when the provider has no cheaper way), the
         steps also compare the whole indexed range with the server, resuming
-        at ``folder.reconcile_cursor``. ``known(low, high)`` gives the live
-        indexed UIDs of a range, for providers that diff by id.
+        at ``folder.reconcile_cursor``. ``known`` tells what the index holds
+        of the folder, for providers that diff by id.
         """
 
     def fetch(self, folder: FolderState, remote_ids: Sequence[str]) -> list[MessageMeta]:
@@ -93,6 +101,9 @@ class FolderStore(Protocol):
     def delete(self, folder_id: int) -> None:
         """The folder is gone on the server; its index rows go with it."""
 
+    def park(self, folder_id: int) -> None:
+        """Step aside from its path, so that folders can swap or chain paths in one discovery."""
+
     def save_cursors(self, state: FolderState, synced: bool = False) -> None:
         """``synced``: an incremental pass over the folder ended (it goes to the back of the queue)."""
 
@@ -108,10 +119,11 @@ class FolderStore(Protocol):
     def record_missing(self, folder_id: int, runs: int) -> None:
         """The folder was missing from ``runs`` listings in a row (0: it is back)."""
 
-    def claim_backfill(self, limit: int, exclude_accounts: Sequence[int] = ()) -> list[FolderState]:
-        """Folders waiting for backfill, locked FOR UPDATE SKIP LOCKED."""
+    def claim_backfill(self, limit: int, exclude_accounts: Sequence[int] = (),
+                       providers: Sequence[str] = ("imap",)) -> list[FolderState]:
+        """Folders waiting for backfill, of accounts of ``providers``, locked FOR UPDATE SKIP LOCKED."""
 
-    def count_backfill_pending(self) -> int: ...
+    def count_backfill_pending(self, providers: Sequence[str] = ("imap",)) -> int: ...
 
 
 class MessageIndexStore(Protocol):
@@ -123,6 +135,8 @@ class MessageIndexStore(Protocol):
         """Flags of rows that exist and differ; returns those rows."""
 
     def live_uids(self, folder_id: int, low: int = 1, high: int | None = None) -> set[int]: ...
+
+    def count_live(self, folder_id: int, low: int = 1, high: int | None = None) -> int: ...
 
     def mark_deleted(self, folder_id: int, remote_ids: Iterable[str]) -> int: ...
 
@@ -237,6 +251,8 @@ class EngineContext:
     #: database errors that mean "another transaction got there first" (REPEATABLE
     #: READ snapshots, deadlocks): the work is retried later, nothing is wrong
     conflicts: tuple[type[BaseException], ...] = ()
+    #: the providers ``mailboxes`` can open: other accounts are left alone
+    providers: tuple[str, ...] = ("imap",)
     #: database errors one row can cause (a value a column or its index refuses):
     #: that row is stored without its details, the others are unaffected
     row_errors: tuple[type[BaseException], ...] = ()

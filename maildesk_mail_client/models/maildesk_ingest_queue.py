@@ -14,7 +14,8 @@ class MaildeskIngestQueue(models.Model):
     _rec_name = "message_id"
 
     account_id = fields.Many2one("mailbox.account", required=True, ondelete="cascade", readonly=True, index=True)
-    index_id = fields.Many2one("maildesk.message_index", ondelete="set null", readonly=True)
+    # Indexed: deleting index rows (a purged folder) sets this to NULL, which must not scan the queue.
+    index_id = fields.Many2one("maildesk.message_index", ondelete="set null", index="btree_not_null", readonly=True)
     message_id = fields.Char(string="Message-ID", required=True, readonly=True)
     state = fields.Selection(
         [("pending", "Pending"), ("done", "Done"), ("failed", "Failed")],

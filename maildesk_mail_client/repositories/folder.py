@@ -86,6 +86,13 @@ class FolderRepository:
              FolderRole.sequence(folder.role), folder.selectable, folder_id],
         )
 
+    def park(self, folder_id):
+        """Move a folder out of the way of the path another folder takes in the same discovery.
+
+        The temporary path cannot be a real one: it ends in a control character and the id.
+        """
+        self.cr.execute(f"UPDATE {TABLE} SET path = path || chr(31) || id::text WHERE id = %s", [folder_id])
+
     def delete(self, folder_id):
         # Index rows, cache and queue rows go with it (ON DELETE CASCADE).
         self.cr.execute(f"DELETE FROM {TABLE} WHERE id = %s", [folder_id])
@@ -138,7 +145,7 @@ class FolderRepository:
                          "are dropped if it stays away.", folder_id],
         )
 
-    def claim_backfill(self, limit, exclude_accounts=()):
+    def claim_backfill(self, limit, exclude_accounts=(), providers=("imap",)):
         """Lock up to ``limit`` folders that still have history to fetch.
 
         SKIP LOCKED lets several cron workers, even on several hosts, split
@@ -155,25 +162,25 @@ class FolderRepository:
              LIMIT %s
              FOR UPDATE SKIP LOCKED
             """,
-            [FolderSyncState.INCREMENTAL, BackfillState.PENDING, list(exclude_accounts), limit],
+            [FolderSyncState.INCREMENTAL, BackfillState.PENDING, list(providers), list(exclude_accounts), limit],
         )
         return [_state(row) for row in self.cr.fetchall()]
 
-    def count_backfill_pending(self):
+    def count_backfill_pending(self, providers=("imap",)):
         self.cr.execute(
             f"""
             SELECT count(*) FROM {TABLE}
              WHERE sync_state = %s AND backfill_state = %s AND selectable
                AND account_id IN ({_ACCOUNTS_DUE})
             """,
-            [FolderSyncState.INCREMENTAL, BackfillState.PENDING],
+            [FolderSyncState.INCREMENTAL, BackfillState.PENDING, list(providers)],
         )
         return self.cr.fetchone()[0]
 
 
-# Accounts the backfill cron may work on: any provider, as long as it syncs.
+# Accounts the backfill cron may work on: of a provider the engine can open, and syncing.
 _ACCOUNTS_DUE = f"""
     SELECT id FROM mailbox_account
-     WHERE active AND sync_enabled AND auth_state = 'ok'
+     WHERE active AND sync_enabled AND auth_state = 'ok' AND provider = ANY(%s::varchar[])
        AND (backoff_until IS NULL OR backoff_until <= {_NOW})
 """

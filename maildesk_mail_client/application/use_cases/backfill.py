@@ -35,7 +35,7 @@ def backfill(ctx, deadline, max_messages_per_folder=None):
         visited += 1
         indexed += outcome[0]
     ctx.checkpoint.commit()
-    return visited, indexed, ctx.folders.count_backfill_pending()
+    return visited, indexed, ctx.folders.count_backfill_pending(ctx.providers)
 
 
 def _claim(ctx, busy_accounts):
@@ -48,7 +48,8 @@ def _claim(ctx, busy_accounts):
     for _attempt in range(3):
         ctx.checkpoint.commit()
         try:
-            claimed = ctx.folders.claim_backfill(limit=1, exclude_accounts=sorted(busy_accounts))
+            claimed = ctx.folders.claim_backfill(limit=1, exclude_accounts=sorted(busy_accounts),
+                                                 providers=ctx.providers)
         except ctx.conflicts:
             ctx.checkpoint.rollback()
             continue

@@ -45,33 +45,41 @@ def discover_folders(run):
     appeared = [folder for key, folder in remote.items() if key not in local]
     vanished = [folder for key, folder in local.items() if key not in remote]
     renamed = _match_renames(run, appeared, vanished)
-    for new_remote, old_state in renamed:
-        ctx.folders.update_remote(old_state.id, new_remote)
-        changes.renamed.append((old_state.path, new_remote.path))
     renamed_old = {old.id for _new, old in renamed}
     renamed_new = {new.remote_id for new, _old in renamed}
+    new_folders = [new for new in appeared if new.remote_id not in renamed_new]
+    # Folders that keep their identity under another path: renames proven by
+    # evidence, and folders with a stable id whose path changed.
+    moves = [(old, new) for new, old in renamed] + [
+        (state, remote[key]) for key, state in local.items() if key in remote and remote[key].path != state.path]
 
-    taken_paths = {new.path for new in appeared if new.remote_id not in renamed_new}
+    # A path that the listing gives to another folder is no longer this one's.
+    taken_paths = {new.path for new in new_folders} | {new.path for _old, new in moves}
     for old_state in vanished:
         if old_state.id in renamed_old:
             continue
         if old_state.path in taken_paths or _gone(run, old_state, changes):
-            # A new folder under its path is not this one (the rename evidence failed).
             ctx.folders.delete(old_state.id)
             changes.deleted.append(old_state.path)
             run.report.folders_reset.add(old_state.id)
-    for new_remote in appeared:
-        if new_remote.remote_id not in renamed_new:
-            ctx.folders.insert(run.account_id, new_remote)
-            changes.created.append(new_remote.path)
+    # Paths are unique per account, and renames can chain (Old→Older, New→Old)
+    # or swap: every moving folder steps aside first, then takes its new path.
+    for old_state, _new in moves:
+        ctx.folders.park(old_state.id)
+    for old_state, new_remote in moves:
+        ctx.folders.update_remote(old_state.id, new_remote)
+        changes.renamed.append((old_state.path, new_remote.path))
     for key, state in local.items():
         current = remote.get(key)
         if current is None:
             continue
         if state.missing_runs:
             ctx.folders.record_missing(state.id, 0)
-        if (current.path, current.role, current.selectable) != (state.path, state.role, state.selectable):
+        if current.path == state.path and (current.role, current.selectable) != (state.role, state.selectable):
             ctx.folders.update_remote(state.id, current)
+    for new_remote in new_folders:
+        ctx.folders.insert(run.account_id, new_remote)
+        changes.created.append(new_remote.path)
 
     ctx.accounts.mark_folders_synced(run.account_id)
     if changes.changed or changes.missing:

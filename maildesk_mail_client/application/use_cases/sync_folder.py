@@ -27,14 +27,12 @@ def sync_folder(run, folder, deadline):
         return True  # reset: the bootstrap job starts it over
     reconcile = _reconcile_due(run, folder)
     if opened.unchanged and not reconcile:
+        refetch_incomplete(run, folder, deadline)  # a quiet folder may still hold refused messages
         # Stamped all the same, so the least recently visited folders go first next run.
         run.ctx.folders.touch(folder.id)
         return True
 
-    def known(low, high):
-        return run.ctx.index.live_uids(folder.id, low, high)
-
-    for delta in run.mailbox.changes(folder, known, reconcile, run.settings):
+    for delta in run.mailbox.changes(folder, _KnownRows(run.ctx.index, folder.id), reconcile, run.settings):
         moved = any(getattr(folder, name) != value for name, value in delta.cursor.items())
         apply(run, folder, delta)
         # Only a delta that moved a cursor is progress the next pass keeps: stopping
@@ -44,6 +42,19 @@ def sync_folder(run, folder, deadline):
     refetch_incomplete(run, folder, deadline)
     run.checkpoint(folder, synced=True)
     return True
+
+
+class _KnownRows:
+    """What the index holds of one folder, for the provider's diffs (the ``KnownRows`` port)."""
+
+    def __init__(self, index, folder_id):
+        self._index, self._folder_id = index, folder_id
+
+    def uids(self, low, high):
+        return self._index.live_uids(self._folder_id, low, high)
+
+    def count(self, low, high):
+        return self._index.count_live(self._folder_id, low, high)
 
 
 def _reconcile_due(run, folder):

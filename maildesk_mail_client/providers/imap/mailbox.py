@@ -19,13 +19,15 @@ from ...application.domain import BackfillState, Delta, FolderOpened, FolderStat
 from ...application.errors import FolderNotFound, ServerError
 from .changes import folder_changes
 from .connection import ImapConfig
-from .session import ImapSessionAdapter
+from .session import AnswerTooLong, ImapSessionAdapter
 
 _logger = logging.getLogger(__name__)
 
 #: UIDs a first downward search covers per message wanted: dense folders need
 #: one round trip, sparse ones widen the window (x4 each time, up to the cap).
 _FIRST_SPAN_FACTOR = 2
+#: empty windows one call steps through before returning the progress made (servers without ESEARCH)
+_EMPTY_WINDOWS = 8
 
 
 def _in_ahead_thread() -> bool:
@@ -187,16 +189,27 @@ class ImapMailbox:
         moves to the lowest UID fetched, or to the bottom of what was searched
         when everything found was taken."""
         session = self.session
+        esearch = "ESEARCH" in self.capabilities
         high = below - 1
         span = min(max(limit * _FIRST_SPAN_FACTOR, 64), self._search_window)
-        found = []
+        found, empty = [], 1  # the first window counts as after an empty one: look where mail is
         while high >= 1 and len(found) < limit:
+            if esearch and empty:
+                # Jump a gap of expunged UIDs in one round trip.
+                top = session.last_uid_below(high)
+                high = top if top is not None else 0
+                if high < 1:
+                    break
             low = max(1, high - span + 1)
-            found = session.search_uids(low, high) + found
+            window = session.search_uids(low, high)
+            found = window + found
             high = low - 1
             span = min(span * 4, self._search_window)
+            empty = 0 if window else empty + 1
+            if empty >= _EMPTY_WINDOWS:
+                break  # a long gap without ESEARCH: move the cursor, let the engine check its deadline
         taken = found[-limit:] if limit else []
-        messages = session.fetch_metadata(taken) if taken else []
+        messages = self.fetch_metadata(taken) if taken else []
         if len(found) > len(taken):
             cursor = {"low_uid": taken[0]}
         else:
@@ -209,7 +222,7 @@ class ImapMailbox:
         status = self._opened.get(folder.id)
         if status is None or self._selected != folder.path:
             raise RuntimeError("changes() needs the folder opened first")
-        return folder_changes(self.session, folder, status, known, reconcile, settings)
+        return folder_changes(self, folder, status, known, reconcile, settings)
 
     def fetch_raw(self, folder: FolderState, remote_id: str) -> bytes | None:
         if self._selected != folder.path:
@@ -219,4 +232,28 @@ class ImapMailbox:
     def fetch(self, folder: FolderState, remote_ids) -> list:
         if self._selected != folder.path:
             self.open(folder)
-        return self.session.fetch_metadata(sorted(int(remote_id) for remote_id in remote_ids))
+        return self.fetch_metadata(sorted(int(remote_id) for remote_id in remote_ids))
+
+    def fetch_metadata(self, uids) -> list:
+        """FETCH the metadata of ``uids`` in the selected folder; a message whose answer is too
+        long for imaplib (thousands of MIME parts make one huge BODYSTRUCTURE line) ends the
+        session: open a new one, split the request, and index the culprit from what fits."""
+        try:
+            return self.session.fetch_metadata(uids)
+        except AnswerTooLong as error:
+            self._reselect()
+            uids = sorted(uids)
+            if len(uids) > 1:
+                middle = len(uids) // 2
+                return self.fetch_metadata(uids[:middle]) + self.fetch_metadata(uids[middle:])
+            reason = f"the server's answer for this message is too long to read ({error})"[:300]
+            _logger.warning("%s: message UID %s: %s", self._config.host if self._config else "?", uids[0], reason)
+            return self.session.fetch_minimal(uids[0], reason)
+
+    def _reselect(self):
+        """After a broken session: a new one, with the same folder selected."""
+        path = self._selected
+        session = self.session  # reopens
+        if path is not None:
+            session.select(path)
+            self._selected = path

@@ -131,6 +131,18 @@ class ImapSessionAdapter:
         with self._errors("counting messages"):
             return wire.uid_esearch(self._client, max(low, 1), high, "COUNT") or 0
 
+    def count_changed(self, modseq: int, low: int, high: int) -> int:
+        """Messages in ``low:high`` changed since ``modseq`` (CONDSTORE ``MODSEQ`` search); needs ESEARCH."""
+        with self._errors("counting changed messages"):
+            return wire.uid_esearch(self._client, max(low, 1), high, "COUNT", ("MODSEQ", str(modseq + 1))) or 0
+
+    def last_uid_below(self, high: int) -> int | None:
+        """The highest UID in ``1:high``, or None; needs ESEARCH (jumps a gap going down)."""
+        if high < 1:
+            return None
+        with self._errors("looking for the previous message"):
+            return wire.uid_esearch(self._client, 1, high, "MAX")
+
     def first_uid(self, low: int, high: int) -> int | None:
         """The lowest UID in ``low:high``, or None; needs ESEARCH. Lets a walk jump a gap of
         expunged UIDs in one round trip instead of stepping through it window by window."""
@@ -146,6 +158,14 @@ class ImapSessionAdapter:
             return []
         with self._errors(f"fetching {len(uids)} message(s)"):
             return self._fetch_metadata(uids)
+
+    def fetch_minimal(self, uid: int, reason: str) -> list[MessageMeta]:
+        """Flags, size and date of one message whose full description cannot be had."""
+        with self._errors(f"fetching message UID {uid}"):
+            by_uid = wire.parse_fetch(wire.uid_fetch(self._client, str(uid), self._minimal_items))
+        if uid not in by_uid:
+            return []  # expunged meanwhile
+        return [message_meta(uid, by_uid[uid], known_error=reason)]
 
     def fetch_flags(self, low: int, high: int) -> list[FlagUpdate]:
         if high < low:
@@ -187,7 +207,7 @@ class ImapSessionAdapter:
                 # imaplib stopped reading mid-answer: whatever comes next on this
                 # socket is the rest of it. The session ends here.
                 self._broken = True
-                raise ServerError(f"{error} The connection was closed; the next step opens a new one.") from error
+                raise AnswerTooLong(f"{error} The connection was closed; the next step opens a new one.") from error
             raise
 
     def _enable_extensions(self, advertised: frozenset[str]) -> frozenset[str]:
@@ -257,6 +277,11 @@ class ImapSessionAdapter:
 
 
 _DOES_NOT_EXIST = re.compile(r"mailbox (doesn't|does not) exist|no such mailbox", re.IGNORECASE)
+
+
+class AnswerTooLong(ServerError):
+    """An answer broke imaplib's line limit: the session is over, and the request must be
+    split (``ImapMailbox`` reopens the session and bisects a FETCH down to the message)."""
 
 
 def _desynchronised(error: ServerError) -> bool:

@@ -81,11 +81,11 @@ def uid_search(client: IMAPClient, low: int, high, esearch: bool) -> list[int]:
     return sorted(uids)
 
 
-def uid_esearch(client: IMAPClient, low: int, high: int, item: str) -> int | None:
-    """One ESEARCH result item (RFC 4731: ``MIN``, ``MAX`` or ``COUNT``) over ``UID low:high``;
-    None when nothing matched (the server then leaves MIN and MAX out)."""
+def uid_esearch(client: IMAPClient, low: int, high: int, item: str, criteria=()) -> int | None:
+    """One ESEARCH result item (RFC 4731: ``MIN``, ``MAX`` or ``COUNT``) over ``UID low:high``
+    and ``criteria``; None when nothing matched (the server then leaves MIN and MAX out)."""
     imap = client._imap
-    typ, data = imap._simple_command("UID", "SEARCH", "RETURN", f"({item})", "UID", f"{low}:{high}")
+    typ, data = imap._simple_command("UID", "SEARCH", "RETURN", f"({item})", *criteria, "UID", f"{low}:{high}")
     if typ != "OK":
         raise ServerError(f"{client.host}:{client.port} refused UID SEARCH {low}:{high}: {_text(data)}.")
     pattern = re.compile(rf"\b{item}\s+(\d+)", re.IGNORECASE)

@@ -5,7 +5,7 @@
 ``scripts/run`` and ``docker-compose.yml`` run it once Odoo serves. It is
 idempotent: it creates the "Demo mailbox" account (IMAP, login demo / demo,
 owned by admin) the first time, points it at the server given if that moved,
-and asks for a sync now, as Sync now does: the running server's cron workers
+makes the inbox admin's home page, and asks for a sync now, as Sync now does: the running server's cron workers
 wake on that at once instead of at their next poll, up to a minute later
 (hence "once Odoo serves": a wake-up sent before they listen is lost).
 """
@@ -34,6 +34,8 @@ def ensure_demo_account(env, host, port):
             "name": NAME, "email": "demo@acme.example", "user_id": admin.id, **wanted,
         })
     account.action_sync_now()
+    # The demo lands in the inbox: admin's home action, as a user would set it in Preferences.
+    admin.action_id = env.ref("maildesk_mail_client.action_maildesk_inbox")
     env.cr.commit()
     return account
 

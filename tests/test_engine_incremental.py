@@ -8,10 +8,13 @@ import datetime as dt
 import threading
 import time
 
+import pytest
+
 from maildesk_mail_client.application.ports import SyncSettings
 from maildesk_mail_client.application.use_cases import bootstrap_account, sync_account
 from maildesk_mail_client.repositories import FolderRepository
 
+from .conftest import start_dovecot
 from .harness.sync_world import SyncWorld
 from .test_sync_engine import seed
 
@@ -187,3 +190,32 @@ def test_reconciliation_heals_what_the_fast_path_cannot_see(pg_db, imap_account,
     world.sync()
     assert world.assert_index_matches_server() == 20
     assert _folder(world, "INBOX").reconciled_at > dt.datetime(2025, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def dovecot_condstore(dovecot):
+    """Dovecot offering CONDSTORE without QRESYNC (as Gmail does): expunges are not reported."""
+    offered = " ".join(sorted(dovecot.effective_capabilities() - {"QRESYNC"}))
+    server = start_dovecot(capabilities=offered)
+    yield server
+    server.stop()
+
+
+def test_condstore_without_qresync_sees_expunges_by_counting(pg_db, imap_account, dovecot_condstore):
+    """No VANISHED: an expunge shows as EXISTS not growing by what arrived; then a diff finds it."""
+    world = SyncWorld(pg_db, imap_account(dovecot_condstore), SyncSettings(flag_scan_chunk=50))
+    seed(world.mailbox, 120)
+    world.full_sync()
+    client = world.mailbox.client()
+    client.select_folder("INBOX")
+    client.delete_messages([7, 90])
+    client.expunge()
+    client.logout()
+    seed(world.mailbox, 3, start=500)  # arrivals in the same pass must not hide the expunges
+    world.sync()
+    assert world.assert_index_matches_server() == 121
+    # And a pass with nothing expunged does not start a reconciliation.
+    seed(world.mailbox, 2, start=600)
+    world.sync()
+    assert _folder(world, "INBOX").reconcile_cursor is None
+    assert world.assert_index_matches_server() == 123

@@ -56,7 +56,7 @@ def folder_changes(mailbox, folder, status, known, reconcile, settings):
 
     if trusted and indexed:
         yield from _changed_since(mailbox, folder, status, known, qresync, settings)
-        if not qresync and not reconcile and _expunged(mailbox, low, top, known):
+        if not qresync and not reconcile and _expunged(mailbox, folder, status, low, top, known):
             reconcile = True
 
     yield from _new_mail(mailbox, folder, status, settings)
@@ -135,11 +135,21 @@ def _new_mail(mailbox, folder, status, settings):
         start = high + 1
 
 
-def _expunged(mailbox, low, top, known):
-    """Without VANISHED: did the indexed range lose a message? Counting is cheap; diffing is not."""
+def _expunged(mailbox, folder, status, low, top, known):
+    """Without VANISHED: did the folder lose a message since the last pass?
+
+    EXISTS moves only by appends and expunges, so it is enough to count what
+    arrived: no expunge when EXISTS grew by exactly the messages above the
+    last UIDNEXT. That costs one ESEARCH COUNT of the new UIDs, whatever the
+    folder's size; counting the whole indexed range is the fallback.
+    """
     if "ESEARCH" not in mailbox.capabilities:
         return True
-    return mailbox.session.count_uids(low, top) != known.count(low, top)
+    session = mailbox.session
+    if folder.server_exists is not None and folder.uidnext:
+        arrived = session.count_uids(folder.uidnext, status.uidnext - 1)
+        return status.exists != folder.server_exists + arrived
+    return session.count_uids(low, top) != known.count(low, top)
 
 
 def _reconcile(mailbox, folder, low, top, known, settings):

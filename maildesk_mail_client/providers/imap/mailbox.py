@@ -225,8 +225,12 @@ class ImapMailbox:
         return folder_changes(self, folder, status, known, reconcile, settings)
 
     def fetch_raw(self, folder: FolderState, remote_id: str) -> bytes | None:
-        if self._selected != folder.path:
-            self.open(folder)
+        """None also when the folder's UIDVALIDITY changed: the UID may name another message now."""
+        if self._selected != folder.path or folder.id not in self._opened:
+            if self.open(folder).reset:
+                return None
+        elif folder.uidvalidity and self._opened[folder.id].uidvalidity != folder.uidvalidity:
+            return None
         return self.session.fetch_raw(int(remote_id))
 
     def fetch(self, folder: FolderState, remote_ids) -> list:

@@ -2,3 +2,4 @@
 # imported without Odoo by the engine tests; only Odoo loads the ORM side.
 if __name__.startswith("odoo.addons."):
     from . import models
+    from . import controllers

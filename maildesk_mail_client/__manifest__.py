@@ -8,16 +8,26 @@
     "license": "LGPL-3",
     "depends": ["mail", "contacts", "google_gmail", "microsoft_outlook"],
     "external_dependencies": {
-        "python": ["imapclient", "google-api-python-client", "google-auth", "msal", "requests"],
+        "python": ["imapclient", "google-api-python-client", "google-auth", "msal", "requests", "nh3"],
     },
     "data": [
         "security/maildesk_security.xml",
         "security/ir.model.access.csv",
         "data/ir_cron_data.xml",
+        "data/maildesk_read_params.xml",
         "views/mailbox_account_views.xml",
         "views/maildesk_folder_views.xml",
         "views/maildesk_message_index_views.xml",
         "views/maildesk_menus.xml",
+        "views/maildesk_inbox_views.xml",
     ],
     "application": True,
+    "assets": {
+        "web.assets_backend": [
+            "maildesk_mail_client/static/src/inbox/**/*",
+        ],
+        "web.assets_tests": [
+            "maildesk_mail_client/static/tests/tours/**/*",
+        ],
+    },
 }

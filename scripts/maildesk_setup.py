@@ -1,6 +1,7 @@
 """Set-up shared by ``scripts/test`` and ``scripts/run``: standard library only.
 
-- system packages from Debian (as root): Dovecot, PostgreSQL, libpq headers;
+- system packages from Debian (as root): Dovecot, PostgreSQL, libpq headers,
+  and Chromium for the Odoo tours;
 - Odoo 18 from ``$ODOO_PATH`` or /opt/odoo18;
 - one virtualenv with Odoo's requirements, ours and the constraints that let
   them live together, rebuilt only when one of those files changes;
@@ -43,11 +44,15 @@ def free_port():
 # Debian packages
 # ---------------------------------------------------------------------------
 
+# What odoo.tests.common._find_executable looks for on Linux, in its order.
+_CHROME_NAMES = ("google-chrome", "chromium", "chromium-browser", "google-chrome-stable")
+
+
 def _have_initdb():
     return bool(shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb"))
 
 
-def ensure_system_packages(need_postgres=True):
+def ensure_system_packages(need_postgres=True, need_browser=False):
     wanted = {
         "dovecot-imapd": Path("/usr/sbin/dovecot").exists(),
         "openssl": bool(shutil.which("openssl")),
@@ -55,6 +60,9 @@ def ensure_system_packages(need_postgres=True):
         "gcc": bool(shutil.which("gcc")),
         "postgresql-client": bool(shutil.which("psql") and shutil.which("dropdb")),
     }
+    if need_browser:
+        # The Odoo tours run in it; odoo.tests.common looks for these names on PATH.
+        wanted["chromium"] = any(shutil.which(name) for name in _CHROME_NAMES)
     if need_postgres:
         wanted["postgresql"] = _have_initdb()
     missing = sorted(name for name, present in wanted.items() if not present)

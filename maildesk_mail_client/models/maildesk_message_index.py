@@ -45,7 +45,8 @@ class MaildeskMessageIndex(models.Model):
     has_attachments = fields.Boolean(readonly=True)
     snippet = fields.Char(readonly=True)
     modseq = Int8(string="MODSEQ", readonly=True)
-    deleted_on_server = fields.Boolean(readonly=True)
+    # Never NULL: the inbox's partial indexes and queries read live rows as NOT deleted_on_server.
+    deleted_on_server = fields.Boolean(readonly=True, default=False)
     deleted_at = fields.Datetime(readonly=True)
     parse_error = fields.Text(
         readonly=True, help="Why the server's answer for this message could not be fully decoded.")

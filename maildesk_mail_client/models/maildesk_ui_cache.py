@@ -20,8 +20,20 @@ class MaildeskUiCache(models.Model):
     # NOT NULL column is set on insert; create() ignores a value given.
     account_id = fields.Many2one("mailbox.account", related="index_id.account_id", store=True, precompute=True,
                                  required=True, ondelete="cascade", readonly=True, index=True)
+    # Written by repositories/ui_cache.py only, already sanitized by
+    # application/html_safety.py (nh3); see application/use_cases/read_message.py.
+    headers_json = fields.Json(readonly=True)
     body_html = fields.Html(sanitize=True, readonly=True)
+    body_html_remote = fields.Html(sanitize=True, readonly=True,
+                                   help="The same with remote images, for a trusted sender or 'show once'.")
+    remote_blocked = fields.Integer(readonly=True)
+    body_text = fields.Text(readonly=True)
+    text_html = fields.Html(sanitize=True, readonly=True)
     attachments_json = fields.Json(readonly=True)
+    # The message as the server sent it (raw bytes, not base64 like other
+    # Binary fields): parts and inline images are served from it.
+    raw_message = fields.Binary(attachment=False, readonly=True, prefetch=False, groups="base.group_system")
+    raw_size = fields.Integer(readonly=True)
     fetched_at = fields.Datetime(readonly=True)
     expires_at = fields.Datetime(readonly=True, index=True)
 

@@ -81,11 +81,14 @@ INDEXES = (
     ("maildesk_message_index_folder_uid_idx", "folder_id, uid", None),
     # Rows worth asking the server for again.
     ("maildesk_message_index_refetch_idx", "folder_id", "needs_refetch"),
-    # The folder tree's unread and total counts: one GROUP BY, an index-only scan (repositories/inbox.py).
-    ("maildesk_message_index_folder_counts_idx", "account_id, folder_id, is_seen", "NOT deleted_on_server"),
-    # Search: GIN indexes on the full-text documents (repositories/fulltext.py).
+    # Search: GIN indexes on the full-text documents (repositories/fulltext.py). No index may name
+    # a flag column (is_seen, ...), not even in a predicate: flag changes would no longer be HOT.
     *GIN_INDEXES,
 )
+
+
+#: Indexes an earlier version created, dropped by create_indexes (an index on is_seen made flag changes non-HOT).
+OBSOLETE_INDEXES = ("maildesk_message_index_folder_counts_idx",)
 
 
 def delivery_key(account_id, provider, folder_id, remote_id):
@@ -95,7 +98,10 @@ def delivery_key(account_id, provider, folder_id, remote_id):
 def create_indexes(cr):
     # Flag changes are most of the writes and touch no indexed column: room on each
     # page lets PostgreSQL update those rows in place (HOT), without writing every index.
-    cr.execute(f"ALTER TABLE {TABLE} SET (fillfactor = 80)")
+    cr.execute(f"ALTER TABLE {TABLE} SET (fillfactor = 80)")  # pylint: disable=sql-injection
+    for name in OBSOLETE_INDEXES:
+        # Constants of this module only.  # pylint: disable-next=sql-injection
+        cr.execute(f"DROP INDEX IF EXISTS {name}")
     for name, columns, where, *method in INDEXES:
         using = f" USING {method[0]}" if method else ""
         # Constants of this module only.  # pylint: disable-next=sql-injection

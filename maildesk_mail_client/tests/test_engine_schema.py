@@ -6,12 +6,12 @@ import re
 from odoo.tests import tagged
 from odoo.tests.common import TransactionCase
 
-from ..repositories import account_lease, folder, mailbox_account, message_index
+from ..repositories import account_lease, folder, mailbox_account, message_index, ui_cache
 
 SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "tests" / "harness" / "schema.sql"
 
 _PG_TYPES = {"serial": "int4", "varchar": "varchar", "text": "text", "bool": "bool",
-             "int4": "int4", "int8": "int8", "timestamp": "timestamp"}
+             "int4": "int4", "int8": "int8", "timestamp": "timestamp", "jsonb": "jsonb", "bytea": "bytea"}
 
 
 def _schema_columns(text):
@@ -31,7 +31,7 @@ class TestEngineSchema(TransactionCase):
             self.skipTest("tests/harness/schema.sql is not beside the addon (installed without the repo)")
         expected = _schema_columns(SCHEMA.read_text())
         self.assertEqual(set(expected), {"mailbox_account", "maildesk_folder", "maildesk_message_index",
-                                         "maildesk_account_lease"})
+                                         "maildesk_account_lease", "maildesk_ui_cache"})
         for table, columns in expected.items():
             self.env.cr.execute("SELECT column_name, udt_name FROM information_schema.columns WHERE table_name = %s",
                                 [table])
@@ -42,7 +42,8 @@ class TestEngineSchema(TransactionCase):
 
     def test_repository_columns_are_model_fields(self):
         for module, model in ((message_index, "maildesk.message_index"), (folder, "maildesk.folder"),
-                              (account_lease, "maildesk.account_lease"), (mailbox_account, "mailbox.account")):
+                              (account_lease, "maildesk.account_lease"), (mailbox_account, "mailbox.account"),
+                              (ui_cache, "maildesk.ui_cache")):
             missing = set(module.COLUMNS) - set(self.env[model]._fields)
             self.assertFalse(missing, f"{module.__name__} writes columns {model} does not have")
 

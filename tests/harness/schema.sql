@@ -107,3 +107,23 @@ CREATE TABLE maildesk_account_lease (
     write_date timestamp,
     CONSTRAINT maildesk_account_lease_account_purpose_uniq UNIQUE (account_id, purpose)
 );
+
+CREATE TABLE maildesk_ui_cache (
+    id serial PRIMARY KEY,
+    index_id int4 NOT NULL REFERENCES maildesk_message_index(id) ON DELETE CASCADE,
+    account_id int4 NOT NULL REFERENCES mailbox_account(id) ON DELETE CASCADE,
+    headers_json jsonb,
+    body_html text,
+    body_html_remote text,
+    remote_blocked int4,
+    body_text text,
+    text_html text,
+    attachments_json jsonb,
+    raw_message bytea,
+    raw_size int4,
+    fetched_at timestamp,
+    expires_at timestamp,
+    create_date timestamp,
+    write_date timestamp,
+    CONSTRAINT maildesk_ui_cache_index_uniq UNIQUE (index_id)
+);

@@ -1,0 +1,523 @@
+import { reactive } from "@odoo/owl";
+
+import { _t } from "@web/core/l10n/translation";
+import { rpc } from "@web/core/network/rpc";
+import { registry } from "@web/core/registry";
+
+/**
+ * The inbox's one store (`maildesk.store`): the folder tree, the list in keyset pages,
+ * the open conversations, the selection and the open message. Components read it through
+ * `useState(useService("maildesk.store"))` and call its methods; none calls the server.
+ *
+ * Server side (see /tmp contract, ARCHITECTURE.md "Inbox"):
+ * - `mailbox.account.maildesk_inbox_tree()`: accounts, folders, unread counts, sync state;
+ * - `maildesk.message_index.maildesk_page(scope, query, cursor, limit, threads)`: one page,
+ *   newest first, with the keyset cursor of the next one;
+ * - `maildesk.message_index.maildesk_thread(index_id)`: a conversation, oldest first;
+ * - `POST /maildesk/message/<id>` (json): a message, its body made safe on the server.
+ *
+ * The bus notification `maildesk/index_changed` (one per sync run, on the reader's partner
+ * channel) reloads the tree and the rows already loaded, keeping the selection.
+ */
+
+export const PAGE_SIZE = 50;
+/** A live refresh reloads at most this many rows (the rest keep their last state). */
+export const REFRESH_MAX_ROWS = 1000;
+
+/** Scopes: what the list shows. */
+export const ALL_INBOXES = Object.freeze({ all_inboxes: true });
+
+export function scopeKey(scope) {
+    if (scope.folder_id) {
+        return `folder_${scope.folder_id}`;
+    }
+    if (scope.account_id) {
+        return `account_${scope.account_id}`;
+    }
+    return scope.everywhere ? "everywhere" : "all_inboxes";
+}
+
+export function scopeFromKey(key) {
+    const match = /^(folder|account)_(\d+)$/.exec(key || "");
+    if (match) {
+        return { [`${match[1]}_id`]: parseInt(match[2]) };
+    }
+    return key === "everywhere" ? { everywhere: true } : { ...ALL_INBOXES };
+}
+
+export class InboxStore {
+    constructor(env, { orm, bus_service, notification }) {
+        this.env = env;
+        this.orm = orm;
+        this.notification = notification;
+        this.state = reactive({
+            tree: { accounts: [], all_inboxes_unread: 0 },
+            treeLoaded: false,
+            scope: { ...ALL_INBOXES },
+            /** "scope" (the folder / account / all inboxes chosen in the tree), "account", "everywhere" */
+            searchIn: "scope",
+            query: "",
+            rows: [],
+            nextCursor: null,
+            loading: false,
+            loadingMore: false,
+            listError: "",
+            /** thread key → {loading, rows} for the conversations shown message by message */
+            threads: {},
+            /** ids of the selected list items; `activeId` has the keyboard focus */
+            selection: {},
+            activeId: null,
+            anchorId: null,
+            message: null,
+            /** bumped by each new list (scope, search), and by each live refresh of the same list */
+            listVersion: 0,
+            refreshCount: 0,
+        });
+        this._pageToken = 0;
+        this._loadingMore = null;
+        this._messageToken = 0;
+        this._refreshing = null;
+        this._refreshAgain = false;
+        bus_service.subscribe("maildesk/index_changed", (payload) => this.onIndexChanged(payload));
+        bus_service.start();
+    }
+
+    // ------------------------------------------------------------------
+    // Folder tree
+    // ------------------------------------------------------------------
+
+    async loadTree() {
+        const tree = await this.orm.call("mailbox.account", "maildesk_inbox_tree", []);
+        this.state.tree = tree;
+        this.state.treeLoaded = true;
+        return tree;
+    }
+
+    get accounts() {
+        return this.state.tree.accounts || [];
+    }
+
+    folder(folderId) {
+        for (const account of this.accounts) {
+            const folder = (account.folders || []).find((f) => f.id === folderId);
+            if (folder) {
+                return { account, folder };
+            }
+        }
+        return null;
+    }
+
+    account(accountId) {
+        return this.accounts.find((a) => a.id === accountId) || null;
+    }
+
+    /** The account a scope belongs to, if any (for "search in this account"). */
+    scopeAccountId(scope = this.state.scope) {
+        if (scope.account_id) {
+            return scope.account_id;
+        }
+        if (scope.folder_id) {
+            return this.folder(scope.folder_id)?.account.id || null;
+        }
+        return null;
+    }
+
+    scopeLabel(scope = this.state.scope) {
+        if (scope.folder_id) {
+            const found = this.folder(scope.folder_id);
+            return found ? `${found.account.name} / ${found.folder.name}` : _t("Folder");
+        }
+        if (scope.account_id) {
+            return this.account(scope.account_id)?.name || _t("Account");
+        }
+        return scope.everywhere ? _t("Everywhere") : _t("All inboxes");
+    }
+
+    // ------------------------------------------------------------------
+    // The list: keyset pages
+    // ------------------------------------------------------------------
+
+    /** The scope the server is asked for: the tree's, widened by "search in" when searching. */
+    get effectiveScope() {
+        const { scope, searchIn, query } = this.state;
+        if (!query.trim() || searchIn === "scope") {
+            return scope;
+        }
+        if (searchIn === "account") {
+            const accountId = this.scopeAccountId(scope);
+            return accountId ? { account_id: accountId } : scope;
+        }
+        return { everywhere: true };
+    }
+
+    get threaded() {
+        return true;
+    }
+
+    async openScope(scope) {
+        this.state.scope = { ...scope };
+        this.state.query = "";
+        this.clearSelection();
+        return this.reload();
+    }
+
+    async search(query, searchIn = this.state.searchIn) {
+        this.state.query = query;
+        this.state.searchIn = searchIn;
+        this.clearSelection();
+        return this.reload();
+    }
+
+    async _page(cursor, limit) {
+        return this.orm.call("maildesk.message_index", "maildesk_page", [this.effectiveScope], {
+            query: this.state.query.trim(),
+            cursor: cursor || null,
+            limit,
+            threads: this.threaded,
+        });
+    }
+
+    /** The first page of the current scope and query, from scratch. */
+    async reload() {
+        const token = ++this._pageToken;
+        this.state.listVersion++;
+        this.state.loading = true;
+        this.state.listError = "";
+        try {
+            const page = await this._page(null, PAGE_SIZE);
+            if (token !== this._pageToken) {
+                return;
+            }
+            this.state.rows = page.rows;
+            this.state.nextCursor = page.next_cursor || null;
+            this.state.threads = {};
+        } catch (error) {
+            if (token === this._pageToken) {
+                this.state.rows = [];
+                this.state.nextCursor = null;
+                this.state.listError = error.data?.message || error.message || String(error);
+            }
+        } finally {
+            if (token === this._pageToken) {
+                this.state.loading = false;
+            }
+        }
+    }
+
+    /**
+     * The next keyset page, appended: every message of the scope is reachable. Resolves to
+     * true when rows were added; while a page is on its way, returns that same promise.
+     */
+    loadMore() {
+        if (this._loadingMore) {
+            return this._loadingMore;
+        }
+        if (!this.state.nextCursor || this.state.loading) {
+            return Promise.resolve(false);
+        }
+        this._loadingMore = this._loadMore().finally(() => {
+            this._loadingMore = null;
+        });
+        return this._loadingMore;
+    }
+
+    async _loadMore() {
+        const token = this._pageToken;
+        this.state.loadingMore = true;
+        try {
+            const page = await this._page(this.state.nextCursor, PAGE_SIZE);
+            if (token !== this._pageToken) {
+                return false;
+            }
+            const known = new Set(this.state.rows.map((row) => row.id));
+            this.state.rows.push(...page.rows.filter((row) => !known.has(row.id)));
+            this.state.nextCursor = page.next_cursor || null;
+            return true;
+        } finally {
+            if (token === this._pageToken) {
+                this.state.loadingMore = false;
+            }
+        }
+    }
+
+    /**
+     * Reload the rows already loaded (as many as there were, in keyset pages), the open
+     * conversations and the tree, keeping the selection and the open message. The list
+     * component keeps its scroll position on the row at its top.
+     */
+    async refresh() {
+        if (this._refreshing) {
+            this._refreshAgain = true;
+            return this._refreshing;
+        }
+        this._refreshing = this._refresh().finally(() => {
+            this._refreshing = null;
+            if (this._refreshAgain) {
+                this._refreshAgain = false;
+                this.refresh();
+            }
+        });
+        return this._refreshing;
+    }
+
+    async _refresh() {
+        const token = this._pageToken;
+        const wanted = Math.min(Math.max(this.state.rows.length, PAGE_SIZE), REFRESH_MAX_ROWS);
+        const rows = [];
+        let cursor = null;
+        let nextCursor = null;
+        do {
+            const page = await this._page(cursor, Math.min(wanted - rows.length, 200));
+            if (token !== this._pageToken) {
+                return;
+            }
+            rows.push(...page.rows);
+            nextCursor = cursor = page.next_cursor || null;
+        } while (cursor && rows.length < wanted);
+        const [tree] = await Promise.all([
+            this.orm.call("mailbox.account", "maildesk_inbox_tree", []),
+            this._refreshThreads(),
+        ]);
+        if (token !== this._pageToken) {
+            return;
+        }
+        const seen = new Set(rows.map((row) => row.id));
+        if (rows.length >= wanted && this.state.rows.length > wanted) {
+            // Beyond what a refresh reloads: keep the old rows, after the fresh ones.
+            const tail = this.state.rows.slice(wanted).filter((row) => !seen.has(row.id));
+            rows.push(...tail);
+            nextCursor = this.state.nextCursor;
+        }
+        this.state.tree = tree;
+        this.state.rows = rows;
+        this.state.nextCursor = nextCursor;
+        this.state.refreshCount++;
+    }
+
+    async _refreshThreads() {
+        const keys = Object.keys(this.state.threads);
+        await Promise.all(
+            keys.map(async (key) => {
+                const thread = this.state.threads[key];
+                const messages = await this._thread(thread.rootId);
+                if (this.state.threads[key]) {
+                    this.state.threads[key].rows = messages;
+                }
+            })
+        );
+    }
+
+    onIndexChanged() {
+        if (!this.active) {
+            return;
+        }
+        this.refresh().catch(() => {
+            // A failed live refresh is not worth a dialog: the next notification retries.
+        });
+    }
+
+    /** Set by the client action while it is mounted. */
+    active = false;
+
+    // ------------------------------------------------------------------
+    // Conversations
+    // ------------------------------------------------------------------
+
+    /** A conversation's messages, as the list counted them (same scope, same search). */
+    _thread(indexId) {
+        return this.orm.call("maildesk.message_index", "maildesk_thread", [indexId], {
+            scope: this.effectiveScope,
+            query: this.state.query.trim(),
+        });
+    }
+
+    threadKeyOf(row) {
+        return `${row.account_id}:${row.thread_key || `id${row.id}`}`;
+    }
+
+    isExpanded(row) {
+        return Boolean(this.state.threads[this.threadKeyOf(row)]);
+    }
+
+    async toggleThread(row) {
+        const key = this.threadKeyOf(row);
+        if (this.state.threads[key]) {
+            delete this.state.threads[key];
+            return;
+        }
+        this.state.threads[key] = { rootId: row.id, loading: true, rows: [] };
+        const messages = await this._thread(row.id);
+        if (this.state.threads[key]) {
+            this.state.threads[key].rows = messages;
+            this.state.threads[key].loading = false;
+        }
+    }
+
+    /**
+     * What the list shows, in order: each row, and under an expanded conversation its other
+     * messages one by one, newest first like the list (the row itself is the newest). Each
+     * item has a unique `id` (the index row's id).
+     */
+    get items() {
+        const items = [];
+        const seen = new Set();
+        for (const row of this.state.rows) {
+            if (seen.has(row.id)) {
+                continue;
+            }
+            seen.add(row.id);
+            const thread = this.state.threads[this.threadKeyOf(row)];
+            items.push({ id: row.id, row, depth: 0, thread });
+            if (thread) {
+                for (const message of [...thread.rows].reverse()) {
+                    if (!seen.has(message.id)) {
+                        seen.add(message.id);
+                        items.push({ id: message.id, row: message, depth: 1, parentId: row.id });
+                    }
+                }
+            }
+        }
+        return items;
+    }
+
+    // ------------------------------------------------------------------
+    // Selection (click, ctrl/cmd-click, shift-click, keyboard)
+    // ------------------------------------------------------------------
+
+    clearSelection() {
+        this.state.selection = {};
+        this.state.anchorId = null;
+    }
+
+    get selectedIds() {
+        const wanted = this.state.selection;
+        return this.items.filter((item) => wanted[item.id]).map((item) => item.id);
+    }
+
+    get selectedRows() {
+        const wanted = this.state.selection;
+        return this.items.filter((item) => wanted[item.id]).map((item) => item.row);
+    }
+
+    /**
+     * @param {number} id an item's id
+     * @param {{toggle?: boolean, range?: boolean}} how ctrl/cmd toggles, shift selects a range
+     */
+    select(id, { toggle = false, range = false } = {}) {
+        const items = this.items;
+        if (range && this.state.anchorId !== null) {
+            const from = items.findIndex((item) => item.id === this.state.anchorId);
+            const to = items.findIndex((item) => item.id === id);
+            if (from !== -1 && to !== -1) {
+                const selection = toggle ? { ...this.state.selection } : {};
+                const [start, end] = from < to ? [from, to] : [to, from];
+                for (const item of items.slice(start, end + 1)) {
+                    selection[item.id] = true;
+                }
+                this.state.selection = selection;
+                this.state.activeId = id;
+                return;
+            }
+        }
+        if (toggle) {
+            if (this.state.selection[id]) {
+                delete this.state.selection[id];
+            } else {
+                this.state.selection[id] = true;
+            }
+        } else {
+            this.state.selection = { [id]: true };
+        }
+        this.state.anchorId = id;
+        this.state.activeId = id;
+    }
+
+    /** Keyboard: move the active item by `delta`, selecting it (or extending with shift). */
+    moveActive(delta, { extend = false } = {}) {
+        const items = this.items;
+        if (!items.length) {
+            return null;
+        }
+        let index = items.findIndex((item) => item.id === this.state.activeId);
+        index = index === -1 ? (delta > 0 ? 0 : items.length - 1) : index + delta;
+        index = Math.max(0, Math.min(items.length - 1, index));
+        const id = items[index].id;
+        if (extend) {
+            this.select(id, { range: true });
+        } else {
+            this.select(id);
+        }
+        if (index >= items.length - 5) {
+            this.loadMore();
+        }
+        return id;
+    }
+
+    // ------------------------------------------------------------------
+    // The open message
+    // ------------------------------------------------------------------
+
+    /**
+     * Open a message in the reading pane (never marks it read on the server).
+     *
+     * @param {number} id the index row
+     * @param {{remote?: boolean, partId?: string|null}} options `remote` lets its remote content
+     *   through, this once; `partId` opens a message attached to it (message/rfc822)
+     */
+    async openMessage(id, { remote = false, partId = null } = {}) {
+        const token = ++this._messageToken;
+        const base = { id, partId, remote, loading: true, data: null, error: "" };
+        this.state.message = base;
+        try {
+            const params = { remote };
+            if (partId) {
+                params.part_id = partId;
+            }
+            const data = await rpc(`/maildesk/message/${id}`, params);
+            if (token === this._messageToken) {
+                this.state.message = { ...base, loading: false, data };
+            }
+        } catch (error) {
+            if (token === this._messageToken) {
+                this.state.message = {
+                    ...base,
+                    loading: false,
+                    error: error.data?.message || error.message || _t("This message could not be opened."),
+                };
+            }
+        }
+    }
+
+    closeMessage() {
+        this._messageToken++;
+        this.state.message = null;
+    }
+
+    /** "Show once": this message, this time, with its remote content. */
+    async showRemoteOnce() {
+        const message = this.state.message;
+        if (message) {
+            await this.openMessage(message.id, { remote: true, partId: message.partId });
+        }
+    }
+
+    /** "Always trust <sender>": stored per user on the server, then the message again. */
+    async trustSender() {
+        const message = this.state.message;
+        if (!message) {
+            return;
+        }
+        const { email } = await rpc("/maildesk/trust_sender", { index_id: message.id });
+        this.notification.add(_t("Remote content from %s will be shown.", email), { type: "success" });
+        await this.openMessage(message.id, { partId: message.partId });
+    }
+}
+
+export const inboxStoreService = {
+    dependencies: ["orm", "bus_service", "notification"],
+    start(env, services) {
+        return new InboxStore(env, services);
+    },
+};
+
+registry.category("services").add("maildesk.store", inboxStoreService);

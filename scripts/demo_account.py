@@ -35,7 +35,7 @@ def ensure_demo_account(env, host, port):
         })
     account.action_sync_now()
     # The demo lands in the inbox: admin's home action, as a user would set it in Preferences.
-    admin.action_id = env.ref("maildesk_mail_client.action_maildesk_inbox")
+    admin.action_id = env.ref("maildesk_mail_client.action_maildesk_inbox").id
     env.cr.commit()
     return account
 

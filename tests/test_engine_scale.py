@@ -22,7 +22,7 @@ from maildesk_mail_client.repositories.message_index import TABLE, MessageIndexR
 
 from .harness.dovecot import BASIC_CAPABILITIES
 from .harness.engine import create_account
-from .harness.sync_world import SyncWorld, imap_config
+from .harness.sync_world import SyncWorld, account_health, folder_errors, imap_config
 
 #: imaplib's limit (1,000,000 bytes, about 158,000 UIDs on a SEARCH line) scaled down:
 #: a plain SEARCH line of 3,000 UIDs is about 14,000 bytes, one of 500 UIDs about 2,500.
@@ -57,24 +57,6 @@ def searches(monkeypatch):
 
     monkeypatch.setattr(wire, "uid_search", spy)
     return sent
-
-
-def query(world, sql, params=()):
-    cr = world.conn.cursor()
-    cr.execute(sql, params)
-    rows = cr.fetchall()
-    world.conn.commit()
-    return rows
-
-
-def account_health(world):
-    return query(world, "SELECT failure_count, last_error, auth_state FROM mailbox_account WHERE id = %s",
-                 [world.account_id])[0]
-
-
-def folder_errors(world):
-    return dict(query(world, "SELECT path, last_error FROM maildesk_folder WHERE account_id = %s",
-                      [world.account_id]))
 
 
 def bootstrap_reports(world, max_runs=50):

@@ -30,31 +30,12 @@ from maildesk_mail_client.providers.imap.mailbox import ImapMailbox
 
 from .harness.dovecot import ImapAccount
 from .harness.scripted_imap import ScriptedImapServer
-from .harness.sync_world import SyncWorld
+from .harness.sync_world import SyncWorld, account_health, folder_errors
 from .test_sync_engine import other_client, seed
 
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-
-def query(world, sql, params=()):
-    cr = world.conn.cursor()
-    cr.execute(sql, list(params))
-    rows = cr.fetchall()
-    world.conn.commit()
-    return rows
-
-
-def account_health(world):
-    """(failure_count, last_error, auth_state) of the world's account."""
-    return query(world, "SELECT failure_count, last_error, auth_state FROM mailbox_account WHERE id = %s",
-                 [world.account_id])[0]
-
-
-def folder_errors(world):
-    return dict(query(world, "SELECT path, last_error FROM maildesk_folder WHERE account_id = %s",
-                      [world.account_id]))
 
 
 def by_uid(world, path="INBOX"):

@@ -1,4 +1,5 @@
 from odoo import api, fields, models, tools
+from odoo.exceptions import AccessError
 
 
 class MaildeskTrustedSender(models.Model):
@@ -34,6 +35,10 @@ class MaildeskTrustedSender(models.Model):
         return super().create(vals_list)
 
     def write(self, vals):
+        # Odoo checks record rules before a write, not after: moving a row to another
+        # user would plant trust in their reading pane.
+        if "user_id" in vals and not self.env.su:
+            raise AccessError(self.env._("A trusted sender belongs to the user who trusted it."))
         if vals.get("email"):
             vals["email"] = self._maildesk_normalize(vals["email"]) or vals["email"].strip().lower()
         return super().write(vals)

@@ -23,12 +23,12 @@ class MaildeskUiCache(models.Model):
     # Written by repositories/ui_cache.py only, already sanitized by
     # application/html_safety.py (nh3); see application/use_cases/read_message.py.
     headers_json = fields.Json(readonly=True)
-    body_html = fields.Html(sanitize=True, readonly=True)
-    body_html_remote = fields.Html(sanitize=True, readonly=True,
+    body_html = fields.Html(sanitize=True, readonly=True, groups="base.group_system")
+    body_html_remote = fields.Html(sanitize=True, readonly=True, groups="base.group_system",
                                    help="The same with remote images, for a trusted sender or 'show once'.")
     remote_blocked = fields.Integer(readonly=True)
-    body_text = fields.Text(readonly=True)
-    text_html = fields.Html(sanitize=True, readonly=True)
+    body_text = fields.Text(readonly=True, groups="base.group_system")
+    text_html = fields.Html(sanitize=True, readonly=True, groups="base.group_system")
     attachments_json = fields.Json(readonly=True)
     # The message as the server sent it (raw bytes, not base64 like other
     # Binary fields): parts and inline images are served from it.

@@ -101,3 +101,18 @@ class TestSecurity(MaildeskCase):
             self.rows[self.account_alice]["maildesk.message_index"].with_user(self.alice).unlink()
         with self.assertRaises(AccessError):
             self.env["mailbox.account"].with_user(self.alice).create({"name": "mine"})
+
+    def test_trust_cannot_be_planted_for_another_user(self):
+        """Record rules are checked before a write only: moving a row to Bob must be refused."""
+        trust = self.env["maildesk.trusted_sender"].with_user(self.alice).create({"email": "tracker@evil.example"})
+        with self.assertRaises(AccessError):
+            trust.write({"user_id": self.bob.id})
+        with self.assertRaises(AccessError):
+            self.env["maildesk.trusted_sender"].with_user(self.alice).create(
+                {"email": "other@evil.example", "user_id": self.bob.id})
+        self.assertFalse(self.env["maildesk.trusted_sender"].with_user(self.bob).search([]))
+
+    def test_cached_bodies_are_not_served_by_the_orm(self):
+        """The sandboxed reading pane is the only place a body is shown: Odoo's own forms never render one."""
+        fields = self.env["maildesk.ui_cache"].with_user(self.alice).fields_get()
+        self.assertFalse({"body_html", "body_html_remote", "text_html", "body_text", "raw_message"} & set(fields))

@@ -130,3 +130,24 @@ class SyncWorld:
         assert cr.fetchone()[0] == 0, "a delivery key is doubled"
         self.conn.commit()
         return len(index)
+
+
+def query(world, sql, params=()):
+    """Rows of ``sql`` on the world's connection, committed (no snapshot left open)."""
+    cr = world.conn.cursor()
+    cr.execute(sql, list(params))
+    rows = cr.fetchall()
+    world.conn.commit()
+    return rows
+
+
+def account_health(world):
+    """(failure_count, last_error, auth_state) of the world's account."""
+    return query(world, "SELECT failure_count, last_error, auth_state FROM mailbox_account WHERE id = %s",
+                 [world.account_id])[0]
+
+
+def folder_errors(world):
+    """{path: last_error} of the world's folders."""
+    return dict(query(world, "SELECT path, last_error FROM maildesk_folder WHERE account_id = %s",
+                      [world.account_id]))

@@ -19,6 +19,26 @@ function localImagePattern(messageId) {
     return new RegExp(`(?:https?://[^\\s"'()<>/]+)?/maildesk/message/${Number(messageId)}/cid/[^\\s"'()<>]+`, "g");
 }
 
+/**
+ * The URL, if after the browser's own normalisation (`..`, `%2e%2e`) it still names one part of
+ * this message; else null. The pattern above also matches text the sender wrote, and a fetch
+ * goes out with the user's session: it must never reach any other route.
+ */
+export function ownPartUrl(url, messageId, origin = window.location.origin) {
+    let parsed;
+    try {
+        parsed = new URL(url, origin);
+    } catch {
+        return null;
+    }
+    const prefix = `/maildesk/message/${Number(messageId)}/cid/`;
+    const rest = parsed.pathname.slice(prefix.length);
+    if (parsed.origin !== origin || !parsed.pathname.startsWith(prefix) || !rest || rest.includes("/")) {
+        return null;
+    }
+    return parsed.pathname + parsed.search;
+}
+
 /** Above this, an inline image is left out rather than copied into the document. */
 const MAX_INLINE_IMAGE_BYTES = 5 * 1024 * 1024;
 
@@ -108,7 +128,10 @@ export async function inlineLocalImages(html, messageId, fetchFn = (url) => fetc
         urls.map(async (found) => {
             // The server may write it absolute, with its own idea of its address (web.base.url):
             // fetched from where the web client runs, it carries the session.
-            const url = decodeEntities(found).replace(/^https?:\/\/[^/]+/, "");
+            const url = ownPartUrl(decodeEntities(found).replace(/^https?:\/\/[^/]+/, ""), messageId);
+            if (!url) {
+                return;
+            }
             try {
                 const response = await fetchFn(url);
                 if (!response.ok) {

@@ -355,6 +355,18 @@ def test_folder_counts_are_unread_and_total_of_live_rows(mailbox):
         assert counts[folder] == (sum(1 for r in live if not r["is_seen"]), len(live)), folder
 
 
+def test_folder_counts_of_some_folders_only(mailbox):
+    """A live refresh counts the folders a sync run changed, and only those the accounts may read."""
+    m = mailbox
+    accounts = [m.alice, m.bob, m.carol]
+    every = m.repository.folder_counts(accounts)
+    some = m.repository.folder_counts(accounts, [m.inbox, m.bob_inbox])
+    assert some == {folder: every[folder] for folder in (m.inbox, m.bob_inbox)}
+    assert m.repository.folder_counts(accounts, []) == {}
+    assert m.repository.folder_counts([m.bob], [m.inbox, m.bob_inbox]) == {m.bob_inbox: every[m.bob_inbox]}
+    assert m.repository.folder_counts(accounts, [10**9]) == {}
+
+
 def test_all_inboxes_merges_the_inbox_folders_of_every_readable_account(mailbox):
     m = mailbox
     scope = Scope(Scope.ALL_INBOXES)

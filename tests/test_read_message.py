@@ -10,11 +10,11 @@ import datetime as dt
 
 import pytest
 
-from maildesk_mail_client.application.message_view import part_bytes
-from maildesk_mail_client.application.use_cases.read_message import MessageGone, ReadSettings
+from maildesk_mail_client.application.message_view import open_part, part_bytes
+from maildesk_mail_client.application.use_cases.read_message import MessageGone, ReadSettings, open_message
 from maildesk_mail_client.repositories.ui_cache import UiCacheRepository
 
-from .harness.read_world import ReadWorld, html_message
+from .harness.read_world import ReadWorld, cid_url, html_message
 
 
 @pytest.fixture
@@ -125,6 +125,16 @@ def test_a_message_over_the_size_cap_is_never_cached(world):
     assert world.fetches == 3
     assert [row[0] for row in world.cached_rows()] == [small]
 
+    # serving one of its parts, the big one is fetched but not parsed (nothing to keep it for)
+    conn = world.connect()
+    try:
+        bare = open_message(world.ports(conn), world.location(big), cid_url(big), with_raw=True, rendered=False)
+    finally:
+        conn.close()
+    assert bare.fetched and bare.body.raw == raw and bare.body.attachments is None and bare.body.html is None
+    assert open_part(bare.body.raw, "2").filename == "report.pdf"
+    assert world.fetches == 4
+
     # the index knew the size already: the big one is fetched without the lock; a message
     # whose indexed size is wrong (or unknown) is found too big once fetched, and not stored
     cr = world.sync.conn.cursor()
@@ -158,3 +168,25 @@ def test_the_cache_row_takes_the_index_rows_account(world):
                "JOIN maildesk_message_index i ON i.id = c.index_id")
     assert cr.fetchone() == (True,)
     world.sync.conn.commit()
+
+
+def test_the_cache_keeps_the_newest_bodies_under_its_total_size(world):
+    for number in range(4):
+        world.append(html_message(size=20_000, message_id=f"<evict-{number}@maildesk.test>"))
+    ids = sorted(world.index_rows().values())
+    for minutes, index_id in enumerate(ids):  # opened (fetched) in this order, a minute apart
+        world.clock.shift = dt.timedelta(minutes=minutes)
+        world.open(index_id)
+    sizes = {row[0]: row[2] for row in world.cached_rows()}
+    assert set(sizes) == set(ids)
+
+    conn = world.connect()
+    cache = UiCacheRepository(conn.cursor())
+    assert cache.evict_over(sum(sizes.values())) == 0  # all fit
+    room = sizes[ids[3]] + sizes[ids[2]] + sizes[ids[1]] - 1  # one byte short of the three newest
+    assert cache.evict_over(room) == 2  # the two oldest fetched go
+    conn.commit()
+    assert sorted(row[0] for row in world.cached_rows()) == ids[2:]
+    assert cache.evict_over(0) == 2
+    conn.commit()
+    assert world.cached_rows() == []

@@ -23,17 +23,21 @@ The HTML is returned as the sender wrote it: it is hostile, and only
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import dataclasses
 import datetime as dt
 import email
 import email.header
 import email.message
+import email.parser
 import email.policy
 import email.utils
+import itertools
 import logging
 import mimetypes
 import re
+from collections.abc import Iterable, Iterator
 from email.generator import BytesGenerator
 from io import BytesIO
 
@@ -354,13 +358,15 @@ def _content_id(node) -> str | None:
         return _clean_content_id(_raw_header(node, "content-id"))
 
 
-def _filename(node, number: str, content_type: str) -> str:
+def _filename(node, number: str, content_type: str, inner=None) -> str:
+    """The part's file name; ``inner``: the headers of the message a message part holds, when known."""
     try:
         name = node.get_filename()
     except Exception:
         name = None
-    if not name and _inner_message(node) is not None:
-        name = _header_text(_inner_message(node), "subject", [])
+    inner = inner if inner is not None else _inner_message(node)
+    if not name and inner is not None:
+        name = _header_text(inner, "subject", [])
         name = f"{name[:80]}.eml" if name else None
     name = _BAD_FILENAME.sub("_", _clean_text(name or "")).strip(" .")
     if not name:
@@ -379,7 +385,7 @@ def _describe(node, number: str, defects) -> Part:
     except Exception:
         disposition = None
     content_id = _content_id(node)
-    size = len(_message_bytes(node) if content_type in MESSAGE_TYPES else _payload_bytes(node))
+    size = len(_message_bytes(node)) if content_type in MESSAGE_TYPES else _leaf_size(node)
     inline = disposition == "inline" or (disposition is None and content_id is not None)
     return Part(part_id=number, filename=_filename(node, number, content_type), size=size,
                 content_type=content_type, content_id=content_id, inline=inline)
@@ -409,3 +415,276 @@ def content_id_part(raw: bytes, content_id: str, part_id: str | None = None) -> 
     except PartNotFound:
         return None
     return view.by_content_id(content_id)
+
+
+def clean_content_id(value) -> str | None:
+    """A Content-ID as parts are listed with (no angle brackets, no spaces around), or None."""
+    return _clean_content_id(value)
+
+
+# -- one part, streamed ----------------------------------------------------------------
+#
+# A download reads the part's body straight out of the raw message: its MIME boundaries are
+# found in the bytes (the email package parses the headers only), and the transfer encoding
+# is undone CHUNK bytes at a time. Neither the message nor the part is ever held parsed or
+# decoded in memory as a whole. When the boundaries do not give a structure this reading is
+# sure of (a malformed message), or what they give is not the part the list describes, the
+# part is taken from the email package's parse instead, as the list was (then still decoded
+# chunk by chunk from its encoded text).
+
+#: encoded bytes read at a time: a multiple of 4, so base64 stays aligned on its 4-character groups
+CHUNK = 64 * 1024
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_NOT_B64 = bytes(sorted(set(range(256)) - set(_B64_ALPHABET)))
+_UUENCODED = frozenset({"x-uuencode", "uuencode", "uue", "x-uue"})
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_HEADER_PARSER = email.parser.BytesParser(policy=email.policy.default)
+
+
+@dataclasses.dataclass
+class PartStream:
+    """One part, ready to send: ``chunks`` yields its decoded bytes, ``size`` of them in all."""
+
+    part_id: str
+    content_type: str
+    filename: str
+    size: int
+    chunks: Iterator[bytes]
+
+
+def _encoded_chunks(payload, size: int = CHUNK) -> Iterator[bytes]:
+    """``payload`` (the parser's str, bytes or a memoryview of the raw message) as bytes, ``size`` at a time."""
+    for start in range(0, len(payload), size):
+        chunk = payload[start:start + size]
+        # the parser keeps undecodable bytes as surrogates: encoding gives them back as they were
+        yield chunk.encode("utf-8", errors="surrogateescape") if isinstance(chunk, str) else bytes(chunk)
+
+
+def _base64_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    carry = b""
+    for chunk in chunks:
+        data = carry + chunk.translate(None, _NOT_B64)  # line breaks, padding and junk out
+        cut = len(data) - len(data) % 4
+        carry = data[cut:]
+        if cut:
+            yield binascii.a2b_base64(data[:cut])
+    if len(carry) >= 2:  # unpadded end (a single character left carries no byte)
+        yield binascii.a2b_base64(carry + b"=" * (-len(carry) % 4))
+
+
+def _qp_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    carry = b""
+    for chunk in chunks:
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1  # whole lines: a soft line break or an =XX stays in one piece
+        if not cut and len(data) > 4 * CHUNK:  # one endless line: cut it, but not inside an =XX
+            equals = data.rfind(b"=", len(data) - 2)
+            cut = equals if equals >= 0 else len(data)
+        carry = data[cut:]
+        if cut:
+            yield binascii.a2b_qp(data[:cut])
+    if carry:
+        yield binascii.a2b_qp(carry)
+
+
+def _decoded_chunks(chunks: Iterable[bytes], cte: str) -> Iterator[bytes]:
+    if cte == "base64":
+        return _base64_chunks(chunks)
+    if cte == "quoted-printable":
+        return _qp_chunks(chunks)
+    return iter(chunks)
+
+
+def _decoded_size(chunks: Iterable[bytes], cte: str) -> int:
+    """How many bytes ``_decoded_chunks`` gives, without decoding base64 (4 characters are 3 bytes)."""
+    if cte == "base64":
+        count = sum(len(chunk.translate(None, _NOT_B64)) for chunk in chunks)
+        return count // 4 * 3 + (0, 0, 1, 2)[count % 4]
+    return sum(len(chunk) for chunk in _decoded_chunks(chunks, cte))
+
+
+def _cte(node) -> str:
+    try:
+        return str(node.get("content-transfer-encoding", "")).strip().lower()
+    except Exception:
+        return ""
+
+
+def _encoded_payload(node):
+    """A leaf's body as the parser keeps it: a str, undecodable bytes as surrogates.
+
+    Not ``get_payload()``: for a body with such bytes, it gives a copy with them replaced.
+    """
+    payload = getattr(node, "_payload", None)
+    if isinstance(payload, str):
+        return payload
+    try:
+        return node.get_payload()
+    except Exception:
+        return None
+
+
+def _leaf_size(node) -> int:
+    """The decoded size of a leaf, as ``_payload_bytes`` would give it, without decoding it whole."""
+    payload = _encoded_payload(node)
+    cte = _cte(node)
+    if not isinstance(payload, str) or cte in _UUENCODED:
+        return len(_payload_bytes(node))
+    return _decoded_size(_encoded_chunks(payload), cte)
+
+
+def _slices(data: bytes) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), CHUNK):
+        yield bytes(view[start:start + CHUNK])
+
+
+# the raw message's own structure
+
+
+def _entity(raw: bytes, start: int, end: int):
+    """(headers as a message without body, where the body starts) of the entity raw[start:end]."""
+    if raw.startswith(b"\r\n", start, end):
+        body = start + 2
+    elif raw.startswith(b"\n", start, end):
+        body = start + 1
+    else:
+        blank = _BLANK_LINE.search(raw, start, end)
+        body = blank.end() if blank else end
+    return _HEADER_PARSER.parsebytes(raw[start:body], headersonly=True), body
+
+
+def _boundary_parts(raw: bytes, boundary: str, start: int, end: int):
+    """[(start, end)] of the parts of a multipart body; None unless it is well formed."""
+    try:
+        separator = boundary.encode("ascii", errors="surrogateescape")
+    except UnicodeEncodeError:
+        return None
+    delimiter = re.compile(rb"^--" + re.escape(separator) + rb"(--)?[ \t]*\r?$", re.MULTILINE)
+    marks = []
+    for mark in delimiter.finditer(raw, start, end):
+        marks.append(mark)
+        if mark.group(1):
+            break
+    if len(marks) < 2 or not marks[-1].group(1):
+        return None  # no parts, or no closing delimiter: the email package reads it its own way
+    parts = []
+    for opening, closing in itertools.pairwise(marks):
+        first = opening.end()
+        first += 2 if raw.startswith(b"\r\n", first) else 1 if raw.startswith(b"\n", first) else 0
+        if first >= closing.start():
+            continue  # a delimiter right after another: the email package makes no part of it
+        last = closing.start()  # the line break before a delimiter is the delimiter's
+        last -= 2 if raw.endswith(b"\r\n", first, last) else 1 if raw.endswith(b"\n", first, last) else 0
+        parts.append((first, max(first, last)))
+    return parts
+
+
+def _located_children(raw: bytes, node):
+    """The numbered children (headers, body start, end) of a located node: [] for a leaf, None if unsure."""
+    headers, body, end = node
+    try:
+        content_type = headers.get_content_type()
+        boundary = headers.get_boundary() if headers.get_content_maintype() == "multipart" else None
+    except Exception:
+        return None
+    if content_type in MESSAGE_TYPES:
+        inner = (*_entity(raw, body, end), end)
+        children = _located_children(raw, inner)
+        return None if children is None else (children or [inner])
+    if content_type.startswith("message/"):
+        return None  # delivery reports and such: the email package gives them shapes of their own
+    if not content_type.startswith("multipart/"):
+        return []
+    parts = _boundary_parts(raw, boundary, body, end) if boundary else None
+    if parts is None:
+        return None
+    return [(*_entity(raw, first, last), last) for first, last in parts]
+
+
+def _sure(raw: bytes, node, depth: int = 0) -> bool:
+    """Every container of the tree under ``node`` is well formed (so its numbering is the parser's)."""
+    children = _located_children(raw, node)
+    if children is None or depth > 40:
+        return False
+    return all(_sure(raw, child, depth + 1) for child in children if child is not node)
+
+
+def _locate(raw: bytes, part_id: str):
+    """(headers, body start, end) of part ``part_id`` read off the boundaries; None when unsure."""
+    if not re.fullmatch(r"[1-9][0-9]{0,4}(\.[1-9][0-9]{0,4}){0,30}", part_id or ""):
+        raise PartNotFound(part_id)
+    steps = [int(step) for step in part_id.split(".")]
+    node = (*_entity(raw, 0, len(raw)), len(raw))
+    children = _located_children(raw, node)
+    if children is None or not _sure(raw, node):
+        return None
+    if not children or node[0].get_content_type() in MESSAGE_TYPES:  # single part: the body is part 1
+        if steps[0] != 1:
+            return None
+        steps = steps[1:]
+    for step in steps:
+        children = _located_children(raw, node)
+        if not children or step > len(children):
+            return None
+        node = children[step - 1]
+    if _located_children(raw, node) != [] and node[0].get_content_type() not in MESSAGE_TYPES:
+        return None  # a container (or unsure)
+    return node
+
+
+def _located_stream(raw: bytes, part_id: str, node) -> PartStream:
+    headers, body, end = node
+    content_type = headers.get_content_type()
+    encoded = memoryview(raw)[body:end]
+    if content_type in MESSAGE_TYPES:
+        # the message as it was sent, headers and all
+        inner = _entity(raw, body, end)[0]
+        return PartStream(part_id, content_type, _filename(headers, part_id, content_type, inner),
+                          len(encoded), _encoded_chunks(encoded))
+    cte = _cte(headers)
+    return PartStream(part_id, content_type, _filename(headers, part_id, content_type),
+                      _decoded_size(_encoded_chunks(encoded), cte), _decoded_chunks(_encoded_chunks(encoded), cte))
+
+
+def _parsed_stream(raw: bytes, part_id: str) -> PartStream:
+    """The same from the email package's parse of the whole message (what the list was made from)."""
+    node = _find(_parse(raw), part_id)
+    if _is_multipart(node) and _inner_message(node) is None:
+        raise PartNotFound(part_id)  # a container is not something to download
+    content_type = node.get_content_type()
+    filename = _filename(node, part_id, content_type)
+    payload = _encoded_payload(node)
+    cte = _cte(node)
+    if content_type in MESSAGE_TYPES or not isinstance(payload, str) or cte in _UUENCODED:
+        data = _message_bytes(node) if content_type in MESSAGE_TYPES else _payload_bytes(node)
+        return PartStream(part_id, content_type, filename, len(data), _slices(data))
+    return PartStream(part_id, content_type, filename, _decoded_size(_encoded_chunks(payload), cte),
+                      _decoded_chunks(_encoded_chunks(payload), cte))
+
+
+def _as_listed(stream: PartStream, listed: dict) -> bool:
+    return (stream.content_type == listed.get("content_type") and stream.filename == listed.get("filename")
+            and (stream.content_type in MESSAGE_TYPES or stream.size == listed.get("size")))
+
+
+def open_part(raw: bytes, part_id: str, listed: dict | None = None) -> PartStream:
+    """Part ``part_id`` of ``raw``, streamed: its bytes come, decoded, as ``chunks`` is iterated.
+
+    ``listed``: the part as the message's attachment list describes it (``Part.as_dict()``);
+    the part read off the boundaries must be that one, else the whole message is parsed.
+    A message part gives the message as it was sent. Raises :class:`PartNotFound`.
+    """
+    raw = raw if isinstance(raw, bytes) else bytes(raw or b"")
+    try:
+        node = _locate(raw, part_id)
+    except PartNotFound:
+        raise
+    except Exception as error:  # whatever the bytes: the parse below is the reference
+        _logger.debug("locating part %s failed with %r", part_id, error)
+        node = None
+    if node is not None:
+        stream = _located_stream(raw, part_id, node)
+        if listed is None or _as_listed(stream, listed):
+            return stream
+    return _parsed_stream(raw, part_id)

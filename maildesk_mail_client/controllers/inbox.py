@@ -7,16 +7,15 @@ body read from the cache (or fetched) in SQL (orm/read_context.py). A
 message the user may not read answers as one that does not exist.
 """
 
-import hashlib
 import logging
 
 from odoo import http
 from odoo.exceptions import AccessError, MissingError, UserError
-from odoo.http import Stream, request
+from odoo.http import Response, content_disposition, request
 from werkzeug.exceptions import NotFound
 
 from ..application.errors import MailboxError
-from ..application.message_view import PartNotFound, content_id_part, parse_message, part_bytes
+from ..application.message_view import PartNotFound, clean_content_id, content_id_part, open_part, parse_message
 from ..application.use_cases.read_message import MessageGone, render_view
 from ..orm.read_context import cid_url, open_index_message
 
@@ -49,9 +48,9 @@ class MaildeskInbox(http.Controller):
         except MissingError as error:
             raise NotFound() from error
 
-    def _open(self, message, with_raw=False):
+    def _open(self, message, with_raw=False, rendered=True):
         try:
-            opened = open_index_message(message, with_raw=with_raw)
+            opened = open_index_message(message, with_raw=with_raw, rendered=rendered)
         except MessageGone as error:
             raise UserError(str(error)) from error
         except MailboxError as error:
@@ -61,9 +60,10 @@ class MaildeskInbox(http.Controller):
             raise MissingError(request.env._("This message does not exist."))
         return opened
 
-    def _raw_or_404(self, message):
+    def _body_or_404(self, message):
+        """The opened body (its ``raw`` set; ``attachments`` None when too big to cache), or 404."""
         try:
-            return self._open(message, with_raw=True).body.raw
+            return self._open(message, with_raw=True, rendered=False).body
         except (UserError, MissingError) as error:
             raise NotFound() from error
 
@@ -118,35 +118,55 @@ class MaildeskInbox(http.Controller):
     @http.route("/maildesk/message/<int:index_id>/part/<string:part_id>", type="http", auth="user",
                 methods=["GET"])
     def maildesk_message_part(self, index_id, part_id, **_kw):
-        """One part, as a download (never shown in the page: it is the sender's content)."""
+        """One part, as a download (never shown in the page: it is the sender's content), streamed."""
         message = self._message_or_404(index_id)
-        raw = self._raw_or_404(message)
+        body = self._body_or_404(message)
+        listed = next((part for part in body.attachments or () if part.get("part_id") == part_id), None)
         try:
-            content_type, filename, data = part_bytes(raw, part_id)
+            part = open_part(body.raw, part_id, listed)
         except PartNotFound as error:
             raise NotFound() from error
-        return self._send(data, content_type, filename, as_attachment=True)
+        return self._send(part, part.content_type, as_attachment=True)
 
     @http.route("/maildesk/message/<int:index_id>/cid/<path:cid>", type="http", auth="user", methods=["GET"])
     def maildesk_message_cid(self, index_id, cid, part=None, **_kw):
         """The inline image a ``cid:`` reference of the message's HTML points at."""
         message = self._message_or_404(index_id)
-        raw = self._raw_or_404(message)
-        found = content_id_part(raw, cid, part or None)
-        if found is None:
+        body = self._body_or_404(message)
+        if part or body.attachments is None:
+            # a message nested in this one (its parts are not in the list), or one too big to be
+            # cached (it has no list): read it, once
+            found = content_id_part(body.raw, cid, part or None)
+            listed = found.as_dict() if found is not None else None
+        else:
+            wanted = clean_content_id(cid)
+            listed = next((item for item in body.attachments
+                           if wanted and item.get("content_id") == wanted), None)
+        if listed is None:
             raise NotFound()
-        content_type, filename, data = part_bytes(raw, found.part_id)
-        if content_type in _INLINE_IMAGES:
-            return self._send(data, content_type, filename, as_attachment=False)
-        return self._send(data, "application/octet-stream", filename, as_attachment=True)
+        try:
+            stream = open_part(body.raw, listed["part_id"], listed)
+        except PartNotFound as error:
+            raise NotFound() from error
+        if stream.content_type in _INLINE_IMAGES:
+            return self._send(stream, stream.content_type, as_attachment=False)
+        return self._send(stream, "application/octet-stream", as_attachment=True)
 
-    def _send(self, data, content_type, filename, as_attachment):
-        stream = Stream(type="data", data=data, mimetype=content_type or "application/octet-stream",
-                        as_attachment=as_attachment, download_name=filename, size=len(data),
-                        etag=hashlib.sha256(data).hexdigest(), conditional=True, last_modified=None)
-        response = stream.get_response(content_security_policy=_DOWNLOAD_CSP)
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+    def _send(self, part, content_type, as_attachment):
+        """The part's bytes as they are decoded, never all in memory (``direct_passthrough``)."""
+        disposition = content_disposition(part.filename)
+        if not as_attachment:
+            disposition = "inline" + disposition[len("attachment"):]
+        headers = [
+            ("Content-Type", content_type or "application/octet-stream"),
+            ("Content-Length", str(part.size)),
+            ("Content-Disposition", disposition),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Content-Security-Policy", _DOWNLOAD_CSP),
+            ("Referrer-Policy", "no-referrer"),
+            ("Cache-Control", "private, no-cache"),
+        ]
+        return Response(part.chunks, status=200, headers=headers, direct_passthrough=True)
 
     # -- trust ------------------------------------------------------------------------
 

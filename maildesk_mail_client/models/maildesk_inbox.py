@@ -154,15 +154,26 @@ class MailboxAccountInbox(models.Model):
     _inherit = "mailbox.account"
 
     @api.model
-    def maildesk_inbox_tree(self):
+    def maildesk_inbox_tree(self, folder_ids=None):
         """The folder tree: every account the user may read, its folders with unread and total counts.
 
         Folders come in tree order: each account's special folders first (INBOX at the top), each
         folder followed by its subfolders; ``depth`` is the folder's level under the account.
+
+        ``folder_ids`` (a live refresh: the ``folder_ids`` of a ``maildesk/index_changed``
+        notification): only these folders are counted; the others come with ``unread`` and
+        ``total`` null (the client keeps what it has), and so does ``all_inboxes_unread``;
+        ``partial`` is then true.
         """
         account_ids = _readable_account_ids(self.env)
         accounts = self.browse(account_ids)
-        counts = InboxRepository(self.env.cr).folder_counts(account_ids)
+        partial = folder_ids is not None and folder_ids is not False
+        if partial:
+            try:
+                folder_ids = {int(folder) for folder in folder_ids}
+            except (TypeError, ValueError) as error:
+                raise UserError(self.env._("Unknown folders: %s", folder_ids)) from error
+        counts = InboxRepository(self.env.cr).folder_counts(account_ids, folder_ids if partial else None)
         folders_by_account = {}
         for folder in self.env["maildesk.folder"].search([("account_id", "in", account_ids)]):
             folders_by_account.setdefault(folder.account_id.id, []).append(folder)
@@ -171,8 +182,11 @@ class MailboxAccountInbox(models.Model):
         for account in accounts:
             folders = []
             for folder in _tree_order(folders_by_account.get(account.id, [])):
-                unread, total = counts.get(folder.id, (0, 0))
-                if folder.role == "inbox":
+                if partial and folder.id not in folder_ids:
+                    unread = total = None
+                else:
+                    unread, total = counts.get(folder.id, (0, 0))
+                if folder.role == "inbox" and not partial:
                     all_inboxes_unread += unread
                 folders.append({
                     "id": folder.id, "name": folder.name or folder.path, "path": folder.path,
@@ -184,7 +198,8 @@ class MailboxAccountInbox(models.Model):
                 "provider": account.provider, "sync_status": account.sync_status,
                 "last_error": account.last_error or "", "folders": folders,
             })
-        return {"accounts": tree, "all_inboxes_unread": all_inboxes_unread}
+        return {"accounts": tree, "all_inboxes_unread": None if partial else all_inboxes_unread,
+                "partial": partial}
 
 
 def _segments(folder):

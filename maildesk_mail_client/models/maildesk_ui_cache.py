@@ -1,6 +1,9 @@
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
+from ..orm.read_context import max_total_bytes
+from ..repositories.ui_cache import UiCacheRepository
+
 
 class MaildeskUiCache(models.Model):
     """Rendered bodies and attachment lists, kept for a while (DESIGN §2).
@@ -59,6 +62,9 @@ class MaildeskUiCache(models.Model):
 
     @api.model
     def _cron_maildesk_cache_cleanup(self):
-        """Daily: drop expired entries."""
+        """Daily: drop expired entries, then the oldest ones over ``maildesk.cache_max_total_bytes``."""
+        self.flush_model()
         self.env.cr.execute(
             "DELETE FROM maildesk_ui_cache WHERE expires_at < now() AT TIME ZONE 'UTC'")
+        UiCacheRepository(self.env.cr).evict_over(max_total_bytes(self.env))
+        self.env.invalidate_all()

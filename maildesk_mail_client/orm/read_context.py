@@ -19,20 +19,25 @@ from .engine_context import OdooClock, _testing, mailbox_factory, settings_from_
 
 DEFAULT_TTL_HOURS = 72
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
+#: maildesk.cache_max_total_bytes: the raw messages the whole cache keeps (the daily cleanup evicts the oldest)
+DEFAULT_MAX_TOTAL_BYTES = 2 * 1024 * 1024 * 1024
+
+
+def _number(env, name, default, kind):
+    try:
+        value = kind(env["ir.config_parameter"].sudo().get_param(name, default))
+    except (TypeError, ValueError):
+        return default
+    return value if value > 0 else default
 
 
 def read_settings(env):
-    params = env["ir.config_parameter"].sudo()
+    return ReadSettings(ttl_hours=_number(env, "maildesk.cache_ttl_hours", DEFAULT_TTL_HOURS, float),
+                        max_bytes=_number(env, "maildesk.cache_max_bytes", DEFAULT_MAX_BYTES, int))
 
-    def number(name, default, kind):
-        try:
-            value = kind(params.get_param(name, default))
-        except (TypeError, ValueError):
-            return default
-        return value if value > 0 else default
 
-    return ReadSettings(ttl_hours=number("maildesk.cache_ttl_hours", DEFAULT_TTL_HOURS, float),
-                        max_bytes=number("maildesk.cache_max_bytes", DEFAULT_MAX_BYTES, int))
+def max_total_bytes(env):
+    return _number(env, "maildesk.cache_max_total_bytes", DEFAULT_MAX_TOTAL_BYTES, int)
 
 
 def fill_transaction(env):
@@ -66,7 +71,7 @@ def cid_url(index_id, part_id=None):
                                f"{urllib.parse.quote(content_id, safe='@')}{suffix}")
 
 
-def open_index_message(message, with_raw=False, mailboxes=None):
+def open_index_message(message, with_raw=False, mailboxes=None, rendered=True):
     """Open ``message`` (a ``maildesk.message_index`` record the caller checked access to).
 
     Returns an OpenedMessage; raises read_message.MessageGone or the provider's MailboxError.
@@ -77,4 +82,5 @@ def open_index_message(message, with_raw=False, mailboxes=None):
     location = UiCacheRepository(env.cr).locate(message.id)
     if location is None:
         return None
-    return open_message(read_ports(env, mailboxes), location, cid_url(message.id), with_raw=with_raw)
+    return open_message(read_ports(env, mailboxes), location, cid_url(message.id), with_raw=with_raw,
+                        rendered=rendered)

@@ -119,6 +119,21 @@ class UiCacheRepository:
         self.cr.execute(f"DELETE FROM {TABLE} WHERE expires_at < %s", [now])
         return self.cr.rowcount
 
+    def evict_over(self, max_total_bytes: int) -> int:
+        """Delete the oldest bodies (by ``fetched_at``) until the raw messages kept total at most
+        ``max_total_bytes``; the number of rows deleted. One statement: a running sum, newest first."""
+        self.cr.execute(
+            f"""
+            DELETE FROM {TABLE} c
+             USING (SELECT id, sum(COALESCE(raw_size, 0)) OVER (
+                               ORDER BY fetched_at DESC NULLS LAST, id DESC) AS kept
+                      FROM {TABLE}) r
+             WHERE c.id = r.id AND r.kept > %s
+            """,
+            [max(0, int(max_total_bytes))],
+        )
+        return self.cr.rowcount
+
     def size(self) -> tuple[int, int]:
         """(rows, bytes of raw messages) of the whole cache."""
         self.cr.execute("SELECT count(*), COALESCE(sum(raw_size), 0) FROM maildesk_ui_cache")

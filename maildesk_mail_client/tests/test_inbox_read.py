@@ -251,6 +251,70 @@ class TestInboxRead(MaildeskFixtures, HttpCase):
         params = self.env["ir.config_parameter"].sudo()
         self.assertEqual(params.get_param("maildesk.cache_ttl_hours"), "72")
         self.assertEqual(params.get_param("maildesk.cache_max_bytes"), str(25 * 1024 * 1024))
+        self.assertEqual(params.get_param("maildesk.cache_max_total_bytes"), str(2 * 1024 ** 3))
+
+    def test_daily_cleanup_keeps_the_cache_under_its_total_size(self):
+        self.env.flush_all()
+        # Bob's body fetched first, then the shared one, then Alice's
+        for hours, message in ((3, self.msg_bob), (2, self.msg_shared), (1, self.msg_alice)):
+            self.env.cr.execute("UPDATE maildesk_ui_cache SET fetched_at = now() AT TIME ZONE 'UTC' - %s * "
+                                "interval '1 hour' WHERE index_id = %s", [hours, message.id])
+        caches = self.env["maildesk.ui_cache"].search([])
+        sizes = {cache.index_id: cache.raw_size for cache in caches}
+        self.env["ir.config_parameter"].sudo().set_param(
+            "maildesk.cache_max_total_bytes", sizes[self.msg_alice] + sizes[self.msg_shared])
+        self.env["maildesk.ui_cache"]._cron_maildesk_cache_cleanup()
+        self.assertEqual(self.env["maildesk.ui_cache"].search([]).index_id, self.msg_alice | self.msg_shared)
+
+    def test_a_big_attachment_downloads_whole(self):
+        data = os.urandom(3 * 1024 * 1024 + 7)
+        msg = EmailMessage(policy=SMTP)
+        msg["From"] = "News Desk <news@example.com>"
+        msg["Subject"] = "Big"
+        msg.set_content("See attached.")
+        msg.add_attachment(data, maintype="application", subtype="octet-stream", filename="données été.bin")
+        raw = msg.as_bytes()
+        message = index_row(self.env, self.account_alice, 900, raw)
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        self.env.flush_all()
+        UiCacheRepository(self.env.cr).store(message.id, render(raw, cid_url(message.id)), raw, now,
+                                             now + dt.timedelta(hours=1))
+        self._login(self.alice)
+        (part,) = self._open(message)["attachments"]
+        self.assertEqual(part["size"], len(data))
+        download = self.url_open(part["url"], timeout=60)
+        self.assertEqual(download.status_code, 200)
+        self.assertEqual(download.content, data)
+        self.assertEqual(int(download.headers["Content-Length"]), len(data))
+        self.assertEqual(download.headers["Content-Disposition"],
+                         "attachment; filename*=UTF-8''donn%C3%A9es%20%C3%A9t%C3%A9.bin")
+        self.assertEqual(download.headers["X-Content-Type-Options"], "nosniff")
+        self.assertIn("sandbox", download.headers["Content-Security-Policy"])
+
+    # -- the folder tree's counts --------------------------------------------------------------
+
+    def test_tree_counts_only_the_folders_asked(self):
+        inbox = self.msg_alice.folder_id
+        archive = self.env["maildesk.folder"].create(
+            {"account_id": self.account_alice.id, "path": "Archive", "name": "Archive", "role": "archive"})
+        index_row(self.env, self.account_alice, 901, b"x", archive)
+        Account = self.env["mailbox.account"].with_user(self.alice)
+        full = Account.maildesk_inbox_tree()
+        self.assertFalse(full["partial"])
+        counts = {folder["id"]: (folder["unread"], folder["total"])
+                  for account in full["accounts"] for folder in account["folders"]}
+        self.assertEqual(counts[archive.id], (1, 1))
+        self.assertEqual(full["all_inboxes_unread"], 2)  # Alice's inbox and the shared one
+
+        some = Account.maildesk_inbox_tree(folder_ids=[archive.id, self.msg_bob.folder_id.id])
+        self.assertTrue(some["partial"])
+        self.assertIsNone(some["all_inboxes_unread"])
+        partial = {folder["id"]: (folder["unread"], folder["total"])
+                   for account in some["accounts"] for folder in account["folders"]}
+        self.assertEqual(set(partial), set(counts))  # the same tree; Bob's folder is not in it
+        self.assertEqual(partial[archive.id], (1, 1))
+        self.assertEqual(partial[inbox.id], (None, None))  # not counted: the client keeps its own
+        self.assertEqual(Account.maildesk_inbox_tree(folder_ids=[])["partial"], True)
 
 
 @tagged("post_install", "-at_install", "maildesk_imap")

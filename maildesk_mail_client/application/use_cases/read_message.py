@@ -45,7 +45,7 @@ class CachedBody:
     remote_blocked: int
     text: str | None
     text_html: str | None  # the text as safe HTML: links, folded quotes
-    attachments: list  # Part.as_dict() + "referenced" (an inline image the HTML shows)
+    attachments: list | None  # Part.as_dict() + "referenced" (an inline image the HTML shows); None: not read
     raw_size: int
     fetched_at: dt.datetime | None = None
     expires_at: dt.datetime | None = None
@@ -155,13 +155,22 @@ def _same_message(indexed: str | None, raw: bytes) -> bool:
     return match[1].decode("latin-1").lower() == indexed.strip().lower()
 
 
-def _load(ports: ReadPorts, location: MessageLocation, cid_url, with_raw: bool) -> OpenedMessage:
+def _raw_only(raw: bytes) -> CachedBody:
+    """A message not parsed (``attachments`` None: not read): what serving one of its parts needs."""
+    return CachedBody(headers={}, html=None, html_remote=None, remote_blocked=0, text=None, text_html=None,
+                      attachments=None, raw_size=len(raw), raw=raw)
+
+
+def _load(ports: ReadPorts, location: MessageLocation, cid_url, with_raw: bool,
+          rendered: bool = True) -> OpenedMessage:
     settings = ports.settings
     cached = ports.cache.get(location.index_id, ports.clock.now(), with_raw=with_raw)
     if cached is not None:
         return OpenedMessage(cached, fetched=False, cached=True)
     if location.size and location.size > settings.max_bytes:
         raw = _fetch(ports, location)
+        if not rendered and with_raw:
+            return OpenedMessage(_raw_only(raw), fetched=True, cached=False)
         return OpenedMessage(dataclasses.replace(render(raw, cid_url), raw=raw), fetched=True, cached=False)
     with ports.fill() as cache:
         cache.begin_fill()
@@ -182,11 +191,13 @@ def _load(ports: ReadPorts, location: MessageLocation, cid_url, with_raw: bool) 
 
 
 def open_message(ports: ReadPorts, location: MessageLocation, cid_url: Callable[[str], str],
-                 with_raw: bool = False) -> OpenedMessage:
+                 with_raw: bool = False, rendered: bool = True) -> OpenedMessage:
     """The message at ``location`` as the reading pane shows it.
 
     ``cid_url(content_id)`` is the URL an inline image of this message is
     served at. ``with_raw`` also returns the raw bytes (to serve a part).
+    ``rendered=False`` (with ``with_raw``): a message too big for the cache is
+    not parsed only to be thrown away; its body then has ``attachments`` None.
     Raises MessageGone, or the provider's MailboxError.
     """
-    return _load(ports, location, cid_url, with_raw)
+    return _load(ports, location, cid_url, with_raw, rendered)

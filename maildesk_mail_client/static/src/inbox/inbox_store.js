@@ -17,7 +17,9 @@ import { registry } from "@web/core/registry";
  * - `POST /maildesk/message/<id>` (json): a message, its body made safe on the server.
  *
  * The bus notification `maildesk/index_changed` (one per sync run, on the reader's partner
- * channel) reloads the tree and the rows already loaded, keeping the selection.
+ * channel) reloads the tree and the rows already loaded, keeping the selection. The tree's
+ * counts are then taken again for the payload's `folder_ids` only
+ * (`maildesk_inbox_tree(folder_ids)`); the first load and a manual refresh count every folder.
  */
 
 export const PAGE_SIZE = 50;
@@ -78,6 +80,8 @@ export class InboxStore {
         this._messageToken = 0;
         this._refreshing = null;
         this._refreshAgain = false;
+        /** folders whose counts the next refresh takes again; null: all of them */
+        this._changedFolders = null;
         bus_service.subscribe("maildesk/index_changed", (payload) => this.onIndexChanged(payload));
         bus_service.start();
     }
@@ -245,22 +249,74 @@ export class InboxStore {
      * conversations and the tree, keeping the selection and the open message. The list
      * component keeps its scroll position on the row at its top.
      */
-    async refresh() {
+    async refresh(folderIds = null) {
+        this._noteChangedFolders(folderIds);
         if (this._refreshing) {
             this._refreshAgain = true;
             return this._refreshing;
         }
-        this._refreshing = this._refresh().finally(() => {
+        const changed = this._takeChangedFolders();
+        this._refreshing = this._refresh(changed).finally(() => {
             this._refreshing = null;
             if (this._refreshAgain) {
                 this._refreshAgain = false;
-                this.refresh();
+                this.refresh(this._takeChangedFolders() || undefined);
             }
         });
         return this._refreshing;
     }
 
-    async _refresh() {
+    /** Folders to count again: `null` (every folder) wins over any list. */
+    _noteChangedFolders(folderIds) {
+        if (folderIds === undefined) {
+            return;
+        }
+        if (!Array.isArray(folderIds)) {
+            this._changedFolders = "all";
+        } else if (this._changedFolders !== "all") {
+            this._changedFolders = [...new Set([...(this._changedFolders || []), ...folderIds])];
+        }
+    }
+
+    _takeChangedFolders() {
+        const changed = this._changedFolders;
+        this._changedFolders = null;
+        return changed === "all" ? null : changed;
+    }
+
+    /** The tree, its counts taken again for `folderIds` only (all when null). */
+    async _fetchTree(folderIds) {
+        if (!folderIds) {
+            return this.orm.call("mailbox.account", "maildesk_inbox_tree", []);
+        }
+        const tree = await this.orm.call("mailbox.account", "maildesk_inbox_tree", [], {
+            folder_ids: folderIds,
+        });
+        const known = new Map();
+        for (const account of this.state.tree.accounts || []) {
+            for (const folder of account.folders) {
+                known.set(folder.id, folder);
+            }
+        }
+        let allInboxesUnread = 0;
+        for (const account of tree.accounts) {
+            for (const folder of account.folders) {
+                if (folder.unread === null || folder.unread === undefined) {
+                    const old = known.get(folder.id);
+                    folder.unread = old ? old.unread : 0;
+                    folder.total = old ? old.total : 0;
+                }
+                if (folder.role === "inbox") {
+                    allInboxesUnread += folder.unread;
+                }
+            }
+        }
+        tree.all_inboxes_unread = allInboxesUnread;
+        tree.partial = false;
+        return tree;
+    }
+
+    async _refresh(folderIds = null) {
         const token = this._pageToken;
         const wanted = Math.min(Math.max(this.state.rows.length, PAGE_SIZE), REFRESH_MAX_ROWS);
         const rows = [];
@@ -274,10 +330,7 @@ export class InboxStore {
             rows.push(...page.rows);
             nextCursor = cursor = page.next_cursor || null;
         } while (cursor && rows.length < wanted);
-        const [tree] = await Promise.all([
-            this.orm.call("mailbox.account", "maildesk_inbox_tree", []),
-            this._refreshThreads(),
-        ]);
+        const [tree] = await Promise.all([this._fetchTree(folderIds), this._refreshThreads()]);
         if (token !== this._pageToken) {
             return;
         }
@@ -307,11 +360,12 @@ export class InboxStore {
         );
     }
 
-    onIndexChanged() {
+    onIndexChanged(payload) {
         if (!this.active) {
             return;
         }
-        this.refresh().catch(() => {
+        const folderIds = payload && Array.isArray(payload.folder_ids) ? payload.folder_ids : null;
+        this.refresh(folderIds).catch(() => {
             // A failed live refresh is not worth a dialog: the next notification retries.
         });
     }

@@ -60,7 +60,6 @@ class FolderStatus:
     uidnext: int
     exists: int
     highest_modseq: int | None = None  # None when the server has no CONDSTORE
-    mailbox_id: str | None = None  # RFC 8474 MAILBOXID, when the server has OBJECTID
 
 
 @dataclasses.dataclass(frozen=True)

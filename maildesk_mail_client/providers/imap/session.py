@@ -233,7 +233,6 @@ class ImapSessionAdapter:
             uidnext=uidnext,
             exists=response.get(b"EXISTS", 0),
             highest_modseq=response.get(b"HIGHESTMODSEQ") if self._condstore else None,
-            mailbox_id=_mailbox_id(response.get(b"MAILBOXID")) if "OBJECTID" in self.capabilities else None,
         )
 
     def _folder_is_gone(self, path, error) -> bool:

@@ -19,7 +19,7 @@ from maildesk_mail_client.application.ports import SyncSettings
 
 from .harness.dovecot import ImapAccount
 from .harness.scripted_imap import ScriptedImapServer
-from .harness.sync_world import SyncWorld
+from .harness.sync_world import SyncWorld, query
 from .test_sync_engine import message, seed
 
 SUBJECTS = [f"Scripted {n}" for n in range(1, 9)]
@@ -35,14 +35,6 @@ def server(request, dovecot, dovecot_basic):
 def mailbox(server):
     """A fresh mailbox on each of the two servers."""
     return server.add_user()
-
-
-def query(world, sql, params=()):
-    cr = world.conn.cursor()
-    cr.execute(sql, list(params))
-    rows = cr.fetchall()
-    world.conn.commit()
-    return rows
 
 
 def account_state(world):

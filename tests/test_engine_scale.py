@@ -550,3 +550,25 @@ def test_a_row_the_database_refuses_costs_only_its_details(pg_db, imap_account, 
     assert account_health(world) == (0, None, "ok")
     hooked = sorted(uid for _account, _folder, uid, _index_id, _is_new in world.ctx.hooks.calls)
     assert hooked == list(range(1, 31))
+
+
+def test_scattered_expunges_too_many_for_one_vanished_line(pg_db, imap_account, dovecot, monkeypatch):
+    """Issue 6, defect 1's cousin: QRESYNC reports expunges as one VANISHED line. Every other
+    message of 3,000 expunged since the last pass makes that line longer than the limit; the pass
+    must fall back to UID windows (each with a short VANISHED), not fail the folder every time."""
+    mailbox = imap_account(dovecot)
+    dovecot.seed(mailbox, count=MESSAGES)
+    world = SyncWorld(pg_db, mailbox, SyncSettings(flag_scan_chunk=500, bootstrap_limit=MESSAGES))
+    world.full_sync()
+    client = mailbox.client()
+    client.select_folder("INBOX")
+    client.delete_messages(list(range(2, MESSAGES + 1, 2)))
+    client.expunge()
+    client.logout()
+
+    with monkeypatch.context() as tiny:
+        tiny.setattr(imaplib, "_MAXLINE", TINY_LINE)
+        report = world.sync()
+    assert not report.folders_failed, folder_errors(world)
+    assert report.removed == MESSAGES // 2
+    assert world.assert_index_matches_server() == MESSAGES // 2

@@ -22,6 +22,7 @@ reconcile the whole folder, then take the server's new value.
 import logging
 
 from ...application.domain import Delta
+from .session import AnswerTooLong
 
 _logger = logging.getLogger(__name__)
 
@@ -90,12 +91,18 @@ def _changed_since(mailbox, folder, status, known, qresync, settings):
     else:
         changed = session.count_changed(base, low, top) if "ESEARCH" in mailbox.capabilities else None
         if changed is not None and changed <= settings.flag_scan_chunk:
-            # Few enough for one answer. (VANISHED comes as a compact UID set: even a
-            # large expunge of a contiguous range is one short line.)
-            changes = session.fetch_changes_since(base, low, top)
-            removed = frozenset(str(uid) for uid in changes.vanished) if qresync else frozenset()
-            yield Delta(flags=changes.updates, removed=removed, cursor={"highest_modseq": target})
-            return
+            # Few enough for one answer. VANISHED comes as a compact UID set, so even a
+            # large expunge of a range is a short line; scattered enough, it is not,
+            # and then the windows below bound it too.
+            try:
+                changes = session.fetch_changes_since(base, low, top)
+            except AnswerTooLong:
+                mailbox.reselect()
+                session = mailbox.session
+            else:
+                removed = frozenset(str(uid) for uid in changes.vanished) if qresync else frozenset()
+                yield Delta(flags=changes.updates, removed=removed, cursor={"highest_modseq": target})
+                return
     window = settings.flag_scan_chunk
     while start <= top:
         end = min(start + window - 1, top)

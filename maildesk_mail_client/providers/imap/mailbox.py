@@ -245,7 +245,7 @@ class ImapMailbox:
         try:
             return self.session.fetch_metadata(uids)
         except AnswerTooLong as error:
-            self._reselect()
+            self.reselect()
             uids = sorted(uids)
             if len(uids) > 1:
                 middle = len(uids) // 2
@@ -254,7 +254,7 @@ class ImapMailbox:
             _logger.warning("%s: message UID %s: %s", self._config.host if self._config else "?", uids[0], reason)
             return self.session.fetch_minimal(uids[0], reason)
 
-    def _reselect(self):
+    def reselect(self):
         """After a broken session: a new one, with the same folder selected."""
         path = self._selected
         session = self.session  # reopens

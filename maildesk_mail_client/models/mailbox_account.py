@@ -2,9 +2,11 @@ import logging
 import math
 import time
 
+import requests
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import config
+from werkzeug.urls import url_join
 
 from ..application.errors import AccountNotConfigured, MailboxError
 from ..application.use_cases import backfill, bootstrap_account, sync_account
@@ -253,7 +255,11 @@ class MailboxAccount(models.Model):
         the mailbox would drop to "reconnect needed" for no reason.
         (Odoo's Outlook mixin already saves Microsoft's rotated tokens.)
         """
-        response = super()._fetch_gmail_token(grant_type, **values)
+        endpoint = self.env["ir.config_parameter"].sudo().get_param("maildesk.google_token_endpoint")
+        if endpoint:
+            response = self._maildesk_post_gmail_token(endpoint, grant_type, values)
+        else:
+            response = super()._fetch_gmail_token(grant_type, **values)
         rotated = response.get("refresh_token")
         if grant_type == "refresh_token" and rotated and self:
             # sudo: the token fields belong to system administrators; the
@@ -262,6 +268,26 @@ class MailboxAccount(models.Model):
             # A rotation is routine: it must not reset a backoff as a fixed credential does.
             accounts.with_context(maildesk_token_rotation=True).google_gmail_refresh_token = rotated
         return response
+
+    def _maildesk_post_gmail_token(self, endpoint, grant_type, values):
+        """The token request of Odoo's ``google.gmail.mixin``, to another endpoint.
+
+        Odoo's mixin posts to Google's address, written in the method; the
+        local Google of the tests (and a proxy some sites must use) is
+        reached through ``maildesk.google_token_endpoint`` instead. The form
+        and the error are the mixin's own.
+        """
+        params = self.env["ir.config_parameter"].sudo()
+        response = requests.post(endpoint, data={
+            "client_id": params.get_param("google_gmail_client_id"),
+            "client_secret": params.get_param("google_gmail_client_secret"),
+            "grant_type": grant_type,
+            "redirect_uri": url_join(self.get_base_url(), "/google_gmail/confirm"),
+            **values,
+        }, timeout=5)
+        if not response.ok:
+            raise UserError(self.env._("An error occurred when fetching the access token."))
+        return response.json()
 
     # ------------------------------------------------------------------
     # Extension points (no-ops in Basic; Pro overrides them)

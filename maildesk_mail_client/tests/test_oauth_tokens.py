@@ -1,47 +1,87 @@
-"""OAuth goes through Odoo's own mixins; we only make sure a rotated refresh token is kept."""
+"""OAuth goes through Odoo's own mixins; we only make sure a rotated refresh token is kept.
 
-from unittest.mock import patch
+No machine here reaches Google: a token endpoint on loopback answers as Google's does
+(``application/x-www-form-urlencoded`` in, JSON out), and the account posts to it through
+``maildesk.google_token_endpoint``, over a real socket.
+"""
+
+import contextlib
+import http.server
+import json
+import threading
+import urllib.parse
 
 from odoo.tests import tagged
 
 from .common import MaildeskCase
 
-_TOKEN_ENDPOINT = "odoo.addons.google_gmail.models.google_gmail_mixin.requests.post"
 
+class LocalGoogleTokenEndpoint:
+    """Google's OAuth token endpoint on 127.0.0.1: records each form, answers ``answer``."""
 
-class _TokenResponse:
-    """What Google's token endpoint answers (no machine here reaches Google)."""
+    def __init__(self, answer):
+        self.answer = answer
+        self.forms = []
+        endpoint = self
 
-    ok = True
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                endpoint.forms.append(dict(urllib.parse.parse_qsl(self.rfile.read(length).decode())))
+                body = json.dumps(endpoint.answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
-    def __init__(self, payload):
-        self.payload = payload
+            def log_message(self, *args):
+                pass
 
-    def json(self):
-        return self.payload
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server.server_address[1]}/token"
+
+    @contextlib.contextmanager
+    def running(self):
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
 
 
 @tagged("post_install", "-at_install")
 class TestOAuthTokens(MaildeskCase):
     def setUp(self):
         super().setUp()
-        self.env["ir.config_parameter"].sudo().set_param("google_gmail_client_id", "id")
-        self.env["ir.config_parameter"].sudo().set_param("google_gmail_client_secret", "secret")
+        params = self.env["ir.config_parameter"].sudo()
+        params.set_param("google_gmail_client_id", "id")
+        params.set_param("google_gmail_client_secret", "secret")
         self.account = self.env["mailbox.account"].create({
             "name": "Gmail", "provider": "gmail", "google_gmail_refresh_token": "first-refresh"})
 
-    def test_rotated_refresh_token_is_saved(self):
-        answer = {"access_token": "access-2", "expires_in": 3600, "refresh_token": "second-refresh"}
-        with patch(_TOKEN_ENDPOINT, return_value=_TokenResponse(answer)) as post:
+    def _refresh_against(self, answer):
+        google = LocalGoogleTokenEndpoint(answer)
+        self.env["ir.config_parameter"].sudo().set_param("maildesk.google_token_endpoint", google.url)
+        with google.running():
             access, _expiry = self.account._fetch_gmail_access_token(self.account.google_gmail_refresh_token)
+        return access, google.forms
+
+    def test_rotated_refresh_token_is_saved(self):
+        access, forms = self._refresh_against(
+            {"access_token": "access-2", "expires_in": 3600, "refresh_token": "second-refresh"})
         self.assertEqual(access, "access-2")
-        self.assertEqual(post.call_args.kwargs["data"]["refresh_token"], "first-refresh")
+        self.assertEqual([(f["grant_type"], f["refresh_token"], f["client_id"]) for f in forms],
+                         [("refresh_token", "first-refresh", "id")])
         self.assertEqual(self.account.google_gmail_refresh_token, "second-refresh")
 
     def test_unrotated_refresh_token_is_kept(self):
-        answer = {"access_token": "access-2", "expires_in": 3600}
-        with patch(_TOKEN_ENDPOINT, return_value=_TokenResponse(answer)):
-            self.account._fetch_gmail_access_token(self.account.google_gmail_refresh_token)
+        self._refresh_against({"access_token": "access-2", "expires_in": 3600})
         self.assertEqual(self.account.google_gmail_refresh_token, "first-refresh")
 
     def test_a_user_can_ask_for_a_sync_of_an_account_they_read(self):

@@ -156,6 +156,39 @@ class Delta:
 
 
 @dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where one message is now: in exactly these folders (by folder ``remote_id``), no others.
+
+    A provider whose folders overlap (Gmail labels) says so per message,
+    from the message's current state: the engine upserts a row in each of
+    these folders and marks the message's rows in every other folder of the
+    account deleted. Being state, not events, it is safe to apply twice.
+    """
+
+    message: MessageMeta
+    folders: frozenset[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountDelta:
+    """One step of an account-wide change feed (Gmail history), applied and committed as a unit.
+
+    ``flags`` are the message's flags wherever it appears (UNREAD and
+    STARRED are per message in Gmail, not per label); ``removed`` are
+    messages gone from the account; ``cursor`` is the account cursor that
+    is true once this step is stored (None: the step moves no cursor).
+    ``unknown_folders``: a placement names a folder the provider has not
+    listed yet, so the engine lists folders again before applying it.
+    """
+
+    placements: tuple[Placement, ...] = ()
+    flags: tuple[FlagUpdate, ...] = ()
+    removed: frozenset[str] = frozenset()
+    cursor: str | None = None
+    unknown_folders: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class FolderOpened:
     """What opening a folder told the engine.
 

@@ -62,3 +62,13 @@ class FolderNotFound(MailboxError):
         super().__init__(message)
         self.path = path
         self.proven = proven
+
+
+class CursorExpired(MailboxError):
+    """The provider no longer knows the change cursor we stored.
+
+    Gmail answers 404 to an old ``startHistoryId``, Graph 410 Gone /
+    ``syncStateNotFound`` / ``resyncRequired`` to an old deltaLink. Nothing
+    is lost: the engine takes a fresh cursor and reconciles by message id,
+    so unchanged rows are left alone.
+    """

@@ -94,7 +94,8 @@ def _store(run, folder, messages):
     ctx = run.ctx
     try:
         with ctx.checkpoint.savepoint():
-            return ctx.index.upsert(run.account_id, folder.id, run.mailbox.provider, messages)
+            return ctx.index.upsert(run.account_id, folder.id, run.mailbox.provider, messages,
+                                    moves=getattr(run.mailbox, "moves_keep_ids", False))
     except ctx.row_errors as error:
         if len(messages) > 1:
             middle = len(messages) // 2
@@ -109,7 +110,8 @@ def _store_refused(run, folder, message, error):
                        internal_date=message.internal_date, size=message.size, parse_error=reason)
     try:
         with run.ctx.checkpoint.savepoint():
-            return run.ctx.index.upsert(run.account_id, folder.id, run.mailbox.provider, [bare])
+            return run.ctx.index.upsert(run.account_id, folder.id, run.mailbox.provider, [bare],
+                                        moves=getattr(run.mailbox, "moves_keep_ids", False))
     except run.ctx.row_errors as again:
         # Not even its id can be stored: say so on the folder; the next
         # reconciliation meets the message again and tries again.

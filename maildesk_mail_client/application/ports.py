@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from .domain import (
+    AccountDelta,
     Delta,
     FlagUpdate,
     FolderOpened,
@@ -27,11 +28,14 @@ from .domain import (
 
 
 class KnownRows(Protocol):
-    """The live rows the index holds for one folder, by IMAP UID range."""
+    """The live rows the index holds for one folder: by IMAP UID range, or every remote id."""
 
     def uids(self, low: int, high: int) -> set[int]: ...
 
     def count(self, low: int, high: int) -> int: ...
+
+    def remote_ids(self) -> set[str]:
+        """For providers that diff by id (Gmail, Graph): reconciliation after an expired cursor."""
 
 
 class Mailbox(Protocol):
@@ -47,6 +51,9 @@ class Mailbox(Protocol):
 
     provider: str  # "imap", "gmail", "outlook": part of every delivery key
     identity: str  # who this mailbox is on its server; a change means another mailbox
+    #: A message id names one message in the whole mailbox, whatever its folder (Graph's
+    #: ImmutableId): a message seen in a new folder is the indexed one moved, never a new one.
+    moves_keep_ids: bool = False
 
     def list_folders(self) -> list[RemoteFolder]: ...
 
@@ -82,6 +89,22 @@ class Mailbox(Protocol):
         """The message's full RFC 5322 bytes, without marking it read; None when it is gone."""
 
     def close(self) -> None: ...
+
+
+class AccountFeed(Mailbox, Protocol):
+    """A provider whose changes come per account, not per folder (Gmail's history).
+
+    The engine checks for ``account_changes``. Folders then change only
+    through the feed; ``changes(folder, ..., reconcile=True)`` is asked
+    for only to compare one folder with the server by id, after the
+    cursor expired.
+    """
+
+    def start_cursor(self) -> str:
+        """The account cursor of now, taken before anything is listed (Gmail: getProfile's historyId)."""
+
+    def account_changes(self, cursor: str, settings: SyncSettings) -> Iterator[AccountDelta]:
+        """What changed since ``cursor``, in steps the engine commits one by one. Raises CursorExpired."""
 
 
 class MailboxFactory(Protocol):
@@ -128,8 +151,18 @@ class FolderStore(Protocol):
 
 class MessageIndexStore(Protocol):
     def upsert(self, account_id: int, folder_id: int, provider: str,
-               messages: Sequence[MessageMeta]) -> list[UpsertResult]:
-        """Insert or update by delivery_key; returns only rows that changed."""
+               messages: Sequence[MessageMeta], moves: bool = False) -> list[UpsertResult]:
+        """Insert or update by delivery_key; returns only rows that changed.
+
+        ``moves``: a message the account holds in another folder is that row
+        moved here (same row id), for providers whose ids survive a move.
+        """
+
+    def folders_of(self, account_id: int, remote_ids: Iterable[str]) -> dict[str, set[int]]:
+        """The folders where each of these messages has a live row."""
+
+    def update_flags_everywhere(self, account_id: int, updates: Sequence[FlagUpdate]) -> list[tuple[int, UpsertResult]]:
+        """Flags of a message in every folder it is in; returns (folder id, row) of rows that changed."""
 
     def update_flags(self, folder_id: int, updates: Sequence[FlagUpdate]) -> list[UpsertResult]:
         """Flags of rows that exist and differ; returns those rows."""
@@ -141,6 +174,8 @@ class MessageIndexStore(Protocol):
     def mark_deleted(self, folder_id: int, remote_ids: Iterable[str]) -> int: ...
 
     def purge_folder(self, folder_id: int) -> int: ...
+
+    def live_remote_ids(self, folder_id: int) -> set[str]: ...
 
     def newest(self, folder_id: int) -> tuple[str, str | None] | None:
         """(remote id, Message-ID) of the folder's newest live row, as evidence of its identity."""
@@ -168,6 +203,9 @@ class AccountStore(Protocol):
 
     def mark_folders_synced(self, account_id: int) -> None: ...
 
+    def folders_synced_at(self, account_id: int) -> dt.datetime | None:
+        """When the folders were last listed (the database's clock, naive UTC)."""
+
     def edited_at(self, account_id: int) -> dt.datetime | None:
         """When the account was last saved through Odoo (the database's clock)."""
 
@@ -175,6 +213,12 @@ class AccountStore(Protocol):
         """The mailbox identity the index was built from (None before the first run)."""
 
     def set_identity(self, account_id: int, identity: str) -> None: ...
+
+    def feed_cursor(self, account_id: int) -> str | None:
+        """An account-wide change cursor (Gmail's historyId); None before the first."""
+
+    def save_feed_cursor(self, account_id: int, cursor: str | None, reset: bool = False) -> None:
+        """Never moves the cursor backwards, unless ``reset`` (a fresh one after it expired)."""
 
     def record_success(self, account_id: int, when: dt.datetime) -> None: ...
 
@@ -229,6 +273,7 @@ class SyncSettings:
     reconcile_interval: int = 86400  # seconds between full reconciliations of a folder with CONDSTORE
     refetch_attempts: int = 5  # times a message the server refused is asked for again
     missing_listings: int = 3  # listings in a row without a folder before its rows are dropped
+    folder_listing_interval: int = 600  # seconds; feed providers (Gmail) list folders no more often
     lease_ttl: int = 120  # seconds; renewed at every checkpoint, a dead worker's lease frees itself
     backoff_base: int = 60  # seconds after the first network failure
     backoff_cap: int = 3600

@@ -217,7 +217,7 @@ class InboxRepository:
         if scope.kind == Scope.ACCOUNT:
             if scope.id not in account_ids:
                 return [], None
-            return [_Sql().add("m.account_id = %s", scope.id).add("NOT m.deleted_on_server")], _Sql()
+            return self._account_units([scope.id])
         if scope.kind == Scope.ALL_INBOXES:
             folders = self.inbox_folders(account_ids)
             if not folders:
@@ -230,11 +230,47 @@ class InboxRepository:
             return ([_Sql().add("m.account_id = %s", account).add("m.folder_id = %s", folder)
                      .add("NOT m.deleted_on_server") for folder, account in folders], thread_scope)
         if scope.kind == Scope.EVERYWHERE:
-            if len(account_ids) > MAX_MERGED:
-                return [_Sql().add("m.account_id = ANY(%s)", account_ids).add("NOT m.deleted_on_server")], _Sql()
-            return [_Sql().add("m.account_id = %s", account).add("NOT m.deleted_on_server")
-                    for account in account_ids], _Sql()
+            return self._account_units(account_ids)
         raise ValueError(f"unknown scope {scope!r}")
+
+    def _account_units(self, account_ids):
+        """Whole accounts, each message once.
+
+        A Gmail message is a row in each of its labels, so a Gmail account is
+        read through the folders that hold every message exactly once: All
+        Mail (everything but spam and trash), Spam and Trash. Other accounts
+        file a message in one folder and are read whole.
+        """
+        labels = self._label_accounts(account_ids)
+        once = sorted(folder for folders in labels.values() for folder in folders)
+        thread_scope = _Sql()
+        if labels:
+            thread_scope.add("(n.account_id <> ALL(%s) OR n.folder_id = ANY(%s))", sorted(labels), once)
+        plain = [account for account in account_ids if account not in labels]
+        units = [(account, None) for account in plain] + [
+            (account, folder) for account, folders in labels.items() for folder in folders]
+        if len(units) > MAX_MERGED:
+            unit = _Sql().add("m.account_id = ANY(%s)", account_ids).add("NOT m.deleted_on_server")
+            if labels:
+                unit.add("(m.account_id <> ALL(%s) OR m.folder_id = ANY(%s))", sorted(labels), once)
+            return [unit], thread_scope
+        return [_Sql().add("m.account_id = %s", account).add("m.folder_id = %s", folder).add("NOT m.deleted_on_server")
+                if folder is not None else _Sql().add("m.account_id = %s", account).add("NOT m.deleted_on_server")
+                for account, folder in units], thread_scope
+
+    def _label_accounts(self, account_ids):
+        """``{account id: [folder ids]}`` of the Gmail accounts among these: their All Mail, Spam and Trash."""
+        self.cr.execute(
+            """
+            SELECT a.id, COALESCE(array_agg(f.id ORDER BY f.id) FILTER (WHERE f.id IS NOT NULL), '{}')
+              FROM mailbox_account a
+              LEFT JOIN maildesk_folder f ON f.account_id = a.id AND f.role IN ('all', 'junk', 'trash')
+             WHERE a.id = ANY(%s) AND a.provider = 'gmail'
+             GROUP BY a.id
+            """,
+            [sorted(account_ids)],
+        )
+        return {account: list(folders) for account, folders in self.cr.fetchall()}
 
     # ------------------------------------------------------------------
     # pages

@@ -2,10 +2,13 @@
 
 TABLE = "mailbox_account"
 
+#: every provider the engine syncs; an account's ``provider`` is one of them
+PROVIDERS = ("imap", "gmail", "outlook")
+
 #: every column this module writes; an Odoo test checks they are model fields
 COLUMNS = (
     "auth_state", "failure_count", "backoff_until", "last_sync_at", "last_error",
-    "last_error_at", "folders_synced_at", "mailbox_identity",
+    "last_error_at", "folders_synced_at", "mailbox_identity", "gmail_history_id",
 )
 
 _DUE = f"""
@@ -47,6 +50,11 @@ class AccountRepository:
             [account_id],
         )
 
+    def folders_synced_at(self, account_id):
+        self.cr.execute(f"SELECT folders_synced_at FROM {TABLE} WHERE id = %s", [account_id])
+        row = self.cr.fetchone()
+        return row[0] if row else None
+
     def edited_at(self, account_id):
         self.cr.execute(f"SELECT write_date FROM {TABLE} WHERE id = %s", [account_id])
         row = self.cr.fetchone()
@@ -59,6 +67,18 @@ class AccountRepository:
 
     def set_identity(self, account_id, identity):
         self.cr.execute(f"UPDATE {TABLE} SET mailbox_identity = %s WHERE id = %s", [identity, account_id])
+
+    def feed_cursor(self, account_id):
+        """Gmail's historyId, the only account-wide cursor so far (int8: a historyId is 64-bit)."""
+        self.cr.execute(f"SELECT gmail_history_id FROM {TABLE} WHERE id = %s", [account_id])
+        row = self.cr.fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
+    def save_feed_cursor(self, account_id, cursor, reset=False):
+        # GREATEST: a worker that lost a race with a newer run must not take the account back in time.
+        value = "%s::int8" if reset else "GREATEST(gmail_history_id, %s::int8)"
+        self.cr.execute(f"UPDATE {TABLE} SET gmail_history_id = {value} WHERE id = %s",
+                        [int(cursor) if cursor is not None else None, account_id])
 
     def failure_count(self, account_id):
         self.cr.execute(f"SELECT failure_count FROM {TABLE} WHERE id = %s", [account_id])

@@ -70,6 +70,10 @@ COLUMNS = (
     *(name for name, _type, _get in _META_COLUMNS),
 )
 
+#: Rows whose remote id names the message in its whole account (every provider but IMAP).
+#: Repeated word for word in the queries, so PostgreSQL matches them to the partial index.
+_ACCOUNT_WIDE_IDS = "provider <> 'imap'"
+
 #: The indexes the engine's and the inbox's queries need, created by the
 #: model's init() and by the engine tests' schema alike (name, columns, where[, method]).
 INDEXES = (
@@ -81,6 +85,9 @@ INDEXES = (
     ("maildesk_message_index_folder_uid_idx", "folder_id, uid", None),
     # Rows worth asking the server for again.
     ("maildesk_message_index_refetch_idx", "folder_id", "needs_refetch"),
+    # A message wherever it is in its account: Gmail's per-message flags and label moves, Graph's moves.
+    # IMAP has no account-wide message id, and its rows are most of the table: they stay out.
+    ("maildesk_message_index_account_remote_idx", "account_id, remote_id", _ACCOUNT_WIDE_IDS),
     # Search: GIN indexes on the full-text documents (repositories/fulltext.py). No index may name
     # a flag column (is_seen, ...), not even in a predicate: flag changes would no longer be HOT.
     *GIN_INDEXES,
@@ -117,14 +124,17 @@ class MessageIndexRepository:
         self.cr = cr
         self._prefixes = {}  # folder id -> its delivery keys' prefix (a folder never changes account)
 
-    def upsert(self, account_id, folder_id, provider, messages):
+    def upsert(self, account_id, folder_id, provider, messages, moves=False):
         """Insert new rows, refresh changed ones, revive rows marked deleted, heal incomplete ones.
 
         Returns an :class:`UpsertResult` for each row inserted or changed;
         rows that are already identical are left alone (no write, no hook).
+        With ``moves``, a message the account holds in another folder is
+        first moved here: the same row, so what refers to it stays valid.
         """
         if not messages:
             return []
+        moved = self._move_here(account_id, folder_id, [m.remote_id for m in messages]) if moves else []
         names = [name for name, _type, _get in _META_COLUMNS]
         arrays = [[get(m) for m in messages] for _name, _type, get in _META_COLUMNS]
         keys = [delivery_key(account_id, provider, folder_id, m.remote_id) for m in messages]
@@ -159,7 +169,84 @@ class MessageIndexRepository:
             """,
             [account_id, folder_id, provider, keys, threads, *arrays],
         )
+        changed = [UpsertResult(*row) for row in self.cr.fetchall()]
+        seen = {row.index_id for row in changed}
+        return changed + [row for row in moved if row.index_id not in seen]
+
+    def _move_here(self, account_id, folder_id, remote_ids):
+        """Rows of these messages in the account's other folders, now filed under this one.
+
+        One row per message moves (a live one first); a message this folder
+        already holds is not moved (its row here is the one that counts).
+        """
+        prefix = self._key_prefix(folder_id)
+        self.cr.execute(
+            f"""
+            WITH moving AS (
+                SELECT DISTINCT ON (t.remote_id) t.id
+                  FROM {TABLE} t
+                 WHERE {_ACCOUNT_WIDE_IDS} AND t.account_id = %s AND t.remote_id = ANY(%s::varchar[])
+                   AND t.folder_id <> %s
+                   AND NOT EXISTS (SELECT 1 FROM {TABLE} h WHERE h.delivery_key = %s || t.remote_id)
+                 ORDER BY t.remote_id, t.deleted_on_server, t.id DESC
+            )
+            UPDATE {TABLE} t
+               SET folder_id = %s, delivery_key = %s || t.remote_id, write_date = {_NOW}
+              FROM moving WHERE t.id = moving.id
+            RETURNING t.remote_id, t.uid, t.id, false
+            """,
+            [account_id, list(remote_ids), folder_id, prefix, folder_id, prefix],
+        )
         return [UpsertResult(*row) for row in self.cr.fetchall()]
+
+    def folders_of(self, account_id, remote_ids):
+        """{remote id: ids of the folders holding a live row of it}, for account-wide ids."""
+        self.cr.execute(
+            f"""
+            SELECT remote_id, folder_id FROM {TABLE}
+             WHERE {_ACCOUNT_WIDE_IDS} AND account_id = %s AND remote_id = ANY(%s::varchar[])
+               AND NOT deleted_on_server
+            """,
+            [account_id, sorted(remote_ids)],
+        )
+        found = {}
+        for remote_id, folder_id in self.cr.fetchall():
+            found.setdefault(remote_id, set()).add(folder_id)
+        return found
+
+    def update_flags_everywhere(self, account_id, updates):
+        """A message's flags in every folder it is in: [(folder id, row)] of the rows that changed."""
+        if not updates:
+            return []
+        self.cr.execute(
+            f"""
+            UPDATE {TABLE} AS t
+               SET is_seen = u.seen, is_flagged = u.flagged,
+                   is_answered = u.answered, is_draft = u.draft,
+                   write_date = {_NOW}
+              FROM unnest(%s::varchar[], %s::bool[], %s::bool[], %s::bool[], %s::bool[])
+                   AS u(remote_id, seen, flagged, answered, draft)
+             WHERE {_ACCOUNT_WIDE_IDS} AND t.account_id = %s AND t.remote_id = u.remote_id
+               AND NOT t.deleted_on_server
+               AND (t.is_seen, t.is_flagged, t.is_answered, t.is_draft)
+                   IS DISTINCT FROM (u.seen, u.flagged, u.answered, u.draft)
+            RETURNING t.folder_id, t.remote_id, t.uid, t.id, false
+            """,
+            [
+                [u.remote_id for u in updates],
+                [u.flags.seen for u in updates],
+                [u.flags.flagged for u in updates],
+                [u.flags.answered for u in updates],
+                [u.flags.draft for u in updates],
+                account_id,
+            ],
+        )
+        return [(row[0], UpsertResult(*row[1:])) for row in self.cr.fetchall()]
+
+    def live_remote_ids(self, folder_id):
+        self.cr.execute(f"SELECT remote_id FROM {TABLE} WHERE folder_id = %s AND NOT deleted_on_server",
+                        [folder_id])
+        return {remote_id for (remote_id,) in self.cr.fetchall()}
 
     def update_flags(self, folder_id, updates):
         """Apply flag updates to live rows that differ; unknown messages are ignored.

@@ -15,6 +15,7 @@ from ..domain import BackfillState, FolderSyncState
 from ..folder_steps import folder_errors, open_folder, pin_top, walk_down
 from .account_run import run_on_account
 from .discover_folders import discover_folders
+from .sync_feed import start_feed
 
 _PENDING = (FolderSyncState.NEW, FolderSyncState.BOOTSTRAP)
 
@@ -25,6 +26,8 @@ def bootstrap_account(ctx, account_id, deadline):
 
 
 def _bootstrap(run, deadline):
+    if hasattr(run.mailbox, "account_changes"):
+        start_feed(run)  # before listing anything: what changes meanwhile is in the feed
     discover_folders(run)
     folders = _pending(run)
     inbox = next((f for f in folders if f.is_inbox), None)

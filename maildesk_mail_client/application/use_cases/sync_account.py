@@ -11,6 +11,7 @@ import datetime as dt
 from ..folder_steps import folder_errors
 from .account_run import run_on_account
 from .discover_folders import discover_folders
+from .sync_feed import sync_feed
 from .sync_folder import sync_folder
 
 _NEVER = dt.datetime.min
@@ -22,6 +23,9 @@ def sync_account(ctx, account_id, deadline, max_folders=None):
 
 
 def _sync(run, deadline, max_folders):
+    if hasattr(run.mailbox, "account_changes"):
+        sync_feed(run, deadline)  # Gmail: one feed for the whole account
+        return
     discover_folders(run)
     folders = sorted(
         (f for f in run.ctx.folders.list_for_account(run.account_id) if f.selectable),

@@ -13,9 +13,13 @@ and ids runs every ``reconcile_interval``, itself budgeted and resumable.
 """
 
 import datetime as dt
+import logging
 
 from ..domain import FolderSyncState
+from ..errors import CursorExpired
 from ..folder_steps import apply, open_folder, refetch_incomplete
+
+_logger = logging.getLogger(__name__)
 
 
 def sync_folder(run, folder, deadline):
@@ -25,13 +29,28 @@ def sync_folder(run, folder, deadline):
     opened = open_folder(run, folder)
     if opened is None:
         return True  # reset: the bootstrap job starts it over
-    reconcile = _reconcile_due(run, folder)
+    reconcile = reconcile_due(run, folder)
     if opened.unchanged and not reconcile:
         refetch_incomplete(run, folder, deadline)  # a quiet folder may still hold refused messages
         # Stamped all the same, so the least recently visited folders go first next run.
         run.ctx.folders.touch(folder.id)
         return True
 
+    try:
+        if not _apply_changes(run, folder, reconcile, deadline):
+            return False
+    except CursorExpired as error:
+        # Graph's deltaLink expired (410): start the folder's feed over and
+        # compare it with the server by id, which keeps every unchanged row as it is.
+        restart_cursor(run, folder, str(error))
+        if not _apply_changes(run, folder, True, deadline):
+            return False
+    refetch_incomplete(run, folder, deadline)
+    run.checkpoint(folder, synced=True)
+    return True
+
+
+def _apply_changes(run, folder, reconcile, deadline):
     for delta in run.mailbox.changes(folder, _KnownRows(run.ctx.index, folder.id), reconcile, run.settings):
         moved = any(getattr(folder, name) != value for name, value in delta.cursor.items())
         apply(run, folder, delta)
@@ -39,9 +58,15 @@ def sync_folder(run, folder, deadline):
         # after one that did not could leave every pass redoing the same first step.
         if moved and run.ctx.clock.monotonic() >= deadline:
             return False
-    refetch_incomplete(run, folder, deadline)
-    run.checkpoint(folder, synced=True)
     return True
+
+
+def restart_cursor(run, folder, why):
+    """Forget the folder's change cursor and make a reconciliation by id due; committed at once."""
+    _logger.warning("Folder %s (%s): %s; reconciling it by id.", folder.id, folder.path, why)
+    folder.sync_cursor = folder.reconcile_cursor = None
+    folder.reconciled_at = None
+    run.checkpoint(folder)
 
 
 class _KnownRows:
@@ -56,8 +81,11 @@ class _KnownRows:
     def count(self, low, high):
         return self._index.count_live(self._folder_id, low, high)
 
+    def remote_ids(self):
+        return self._index.live_remote_ids(self._folder_id)
 
-def _reconcile_due(run, folder):
+
+def reconcile_due(run, folder):
     if folder.reconcile_cursor is not None:
         return True  # one is under way: carry on with it
     if folder.reconciled_at is None:

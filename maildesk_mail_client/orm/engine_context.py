@@ -17,7 +17,6 @@ import time
 import uuid
 
 from ..application.ports import EngineContext, SyncSettings
-from ..providers.imap.mailbox import ImapMailbox
 from ..repositories import (
     AccountLeaseRepository,
     AccountRepository,
@@ -26,6 +25,7 @@ from ..repositories import (
 )
 from ..repositories.conflicts import CONFLICTS
 from ..repositories.lease_holders import is_dead_local_holder
+from ..repositories.mailbox_account import PROVIDERS
 from ..repositories.message_index import ROW_ERRORS
 
 
@@ -130,12 +130,13 @@ def lease_transaction(env):
 
 
 def mailbox_factory(env, settings):
-    def open_mailbox(account_id):
-        # sudo: the cron user needs the password, which only admins may read.
-        account = env["mailbox.account"].sudo().browse(account_id)
-        return ImapMailbox.open_account(account._maildesk_imap_config(), settings.search_window)
+    from .mailboxes import open_mailbox  # it needs this module's _testing
 
-    return open_mailbox
+    def open_account_mailbox(account_id):
+        # sudo: the cron user needs the password and tokens, which only admins may read.
+        return open_mailbox(env["mailbox.account"].sudo().browse(account_id), settings)
+
+    return open_account_mailbox
 
 
 def settings_from_params(env):
@@ -145,7 +146,7 @@ def settings_from_params(env):
     return dataclasses.replace(defaults, **{
         name: int(params.get_param(f"maildesk.{name}", getattr(defaults, name)))
         for name in ("first_chunk", "chunk", "bootstrap_limit", "search_window", "reconcile_interval",
-                     "refetch_attempts")
+                     "refetch_attempts", "folder_listing_interval")
     })
 
 
@@ -168,4 +169,5 @@ def engine_context(env, mailboxes=None):
         holder=lease_holder(),
         conflicts=CONFLICTS,
         row_errors=ROW_ERRORS,
+        providers=PROVIDERS,
     )

@@ -9,3 +9,6 @@ from . import test_oauth_tokens
 from . import test_security
 from . import test_tls_stack
 from . import test_inbox_tours
+from . import test_gmail_sync_odoo
+from . import test_outlook_sync_odoo
+from . import test_rpc_record_rules

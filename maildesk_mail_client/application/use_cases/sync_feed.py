@@ -110,9 +110,10 @@ def _restart(run, why):
     _logger.warning("Account %s: %s; taking a fresh cursor and reconciling every folder.", run.account_id, why)
     run.ctx.accounts.save_feed_cursor(run.account_id, run.mailbox.start_cursor(), reset=True)
     for folder in run.ctx.folders.list_for_account(run.account_id):
-        if folder.reconcile_cursor is None and folder.reconciled_at is not None:
-            folder.reconciled_at = None  # due now (see sync_folder._reconcile_due)
-            run.ctx.folders.save_cursors(folder)
+        # Due now (sync_folder.reconcile_due), from the start: a reconciliation under way
+        # already passed over messages whose later changes were in the history we lost.
+        folder.reconcile_cursor = folder.reconciled_at = None
+        run.ctx.folders.save_cursors(folder)
     run.checkpoint()
 
 

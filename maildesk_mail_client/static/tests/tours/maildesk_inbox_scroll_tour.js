@@ -26,6 +26,8 @@ registry.category("web_tour.tours").add("maildesk_inbox_scroll_oldest", {
         {
             content: "Scroll down to the end: each page loads as the end comes near",
             trigger: ".o_maildesk_list",
+            // 40 pages, each a round trip: the step's own limit (3 min) is the one that counts.
+            timeout: 200000,
             async run() {
                 const list = document.querySelector(".o_maildesk_list");
                 const started = Date.now();

@@ -159,5 +159,10 @@ def outlook_config(account):
         client_secret=_param(env, "microsoft_outlook_client_secret") or "",
         refresh_token=account.microsoft_outlook_refresh_token,
         save_refresh_token=lambda new: store_tokens(account, {"microsoft_outlook_refresh_token": new}),
+        # Kept across runs: without it every 3-minute run would ask Azure AD (and rotate the refresh token).
+        access_token=account.microsoft_outlook_access_token or None,
+        access_token_expires=float(account.microsoft_outlook_access_token_expiration or 0),
+        save_access_token=lambda token, expires: store_tokens(account, {
+            "microsoft_outlook_access_token": token, "microsoft_outlook_access_token_expiration": int(expires)}),
         ca_file=_param(env, "maildesk.microsoft_ca_file") or None,
     )

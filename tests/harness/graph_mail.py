@@ -122,6 +122,7 @@ class StoredMessage:
     arrived: int = 0          # the change number that put it in its current folder
     modified: datetime.datetime | None = None
     _mime: bytes | None = None
+    _headers: list | None = None
 
     # -- shapes ------------------------------------------------------------
     @property
@@ -177,8 +178,12 @@ class StoredMessage:
         if name in ("body", "uniqueBody"):
             return {"contentType": self.body_type, "content": self.body}
         if name == "internetMessageHeaders":
-            parsed = email.message_from_bytes(self.mime().split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
-            return [{"name": key, "value": _decoded(value)} for key, value in parsed.items()]
+            # Parsed once: the headers never change, and parsing them per listing made the fake,
+            # not the adapter, the bottleneck of a 10k-message bootstrap.
+            if self._headers is None:
+                parsed = email.message_from_bytes(self.mime().split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+                self._headers = [{"name": key, "value": _decoded(value)} for key, value in parsed.items()]
+            return [dict(header) for header in self._headers]
         if name == "importance":
             return "normal"
         if name in ("isDeliveryReceiptRequested", "isReadReceiptRequested"):

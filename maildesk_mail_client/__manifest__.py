@@ -19,7 +19,10 @@
         "views/maildesk_folder_views.xml",
         "views/maildesk_message_index_views.xml",
         "views/maildesk_menus.xml",
+        "views/maildesk_outbox_views.xml",
         "views/maildesk_inbox_views.xml",
+        "views/maildesk_ingest_queue_views.xml",
+        "wizards/maildesk_log_message_views.xml",
     ],
     "application": True,
     "assets": {

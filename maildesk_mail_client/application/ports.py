@@ -25,6 +25,7 @@ from .domain import (
     SyncReport,
     UpsertResult,
 )
+from .sending import SentCopy, SentProof
 
 
 class KnownRows(Protocol):
@@ -105,6 +106,28 @@ class AccountFeed(Mailbox, Protocol):
 
     def account_changes(self, cursor: str, settings: SyncSettings) -> Iterator[AccountDelta]:
         """What changed since ``cursor``, in steps the engine commits one by one. Raises CursorExpired."""
+
+
+class Transport(Protocol):
+    """How one account sends (SMTP for IMAP accounts, Gmail's messages.send, Graph); see ``sending.py``.
+
+    ``send`` returns when the server accepted the message, or raises
+    SendRefused / SendDeferred / SendUncertain / AuthenticationFailed.
+    """
+
+    provider: str
+    files_sent_copy: bool  # the server files its own Sent copy (Gmail, Graph); SMTP: we append it
+
+    def send(self, mime: bytes, envelope_from: str, recipients: Sequence[str]) -> SentCopy | None:
+        """Hand the message over; the Sent copy when the server names it at once."""
+
+    def find_sent(self, message_id: str) -> SentProof:
+        """Proof: did an earlier attempt reach the server? Raises ProofUnavailable when it cannot tell."""
+
+    def file_sent_copy(self, mime: bytes, message_id: str) -> SentCopy | None:
+        """Put the message in the Sent folder unless it is there already (idempotent); where it is."""
+
+    def close(self) -> None: ...
 
 
 class MailboxFactory(Protocol):

@@ -12,6 +12,8 @@ from ..orm.engine_context import engine_context, settings_from_params
 from ..orm.int8 import Int8
 from ..orm.mailboxes import open_mailbox, post_google_token, store_tokens
 from ..providers.imap.connection import ImapConfig, probe
+from ..providers.smtp.connection import SmtpConfig
+from ..providers.smtp.connection import probe as smtp_probe
 from ..repositories import AccountRepository
 from ..repositories.mailbox_account import PROVIDERS
 
@@ -78,6 +80,17 @@ class MailboxAccount(models.Model):
     imap_verify_tls = fields.Boolean(string="Verify Certificate", default=True,
                                      help="Untick only for a server with a self-signed certificate you trust.")
 
+    # SMTP, for sending from IMAP accounts (Gmail and Outlook send through their APIs)
+    smtp_host = fields.Char(string="SMTP Server")
+    smtp_port = fields.Integer(string="SMTP Port", default=465)
+    smtp_security = fields.Selection(
+        [("ssl", "SSL/TLS"), ("starttls", "STARTTLS"), ("none", "None (plain text)")],
+        string="SMTP Security", default="ssl",
+    )
+    smtp_login = fields.Char(string="SMTP Login", help="Leave empty to use the IMAP login.")
+    smtp_password = fields.Char(string="SMTP Password", groups="maildesk_mail_client.group_maildesk_admin",
+                                copy=False, help="Leave empty to use the IMAP password.")
+
     # Sync state, written by the engine
     auth_state = fields.Selection(
         [("ok", "Connected"), ("reconnect_needed", "Reconnect Needed")],
@@ -109,6 +122,8 @@ class MailboxAccount(models.Model):
     _sql_constraints = [
         ("imap_port_range", "CHECK(imap_port IS NULL OR (imap_port >= 0 AND imap_port <= 65535))",
          "The port must be between 0 and 65535."),
+        ("smtp_port_range", "CHECK(smtp_port IS NULL OR (smtp_port >= 0 AND smtp_port <= 65535))",
+         "The SMTP port must be between 0 and 65535."),
     ]
 
     @api.depends("auth_state", "backoff_until", "sync_enabled", "folder_ids.sync_state")
@@ -196,6 +211,35 @@ class MailboxAccount(models.Model):
             "params": {"title": self.env._("Connection successful"), "message": message,
                        "type": "success", "sticky": False},
         }
+
+    def action_test_smtp(self):
+        self.ensure_one()
+        # As Test connection: the probe sends the stored password to the stored host.
+        self.check_access("write")
+        if not self._maildesk_may_edit_connection():
+            raise AccessError(self.env._(
+                "Only a MailDesk administrator may test the SMTP connection of %s.", self.display_name))
+        try:
+            message = smtp_probe(self.sudo()._maildesk_smtp_config())
+        except MailboxError as error:
+            raise UserError(str(error)) from error
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {"title": self.env._("SMTP connection successful"), "message": message,
+                       "type": "success", "sticky": False},
+        }
+
+    def _maildesk_smtp_config(self):
+        self.ensure_one()
+        if not (self.smtp_host and self.smtp_port and self.smtp_security):
+            raise AccountNotConfigured(self.env._(
+                "Account %s has no SMTP server: set it on the Sending (SMTP) tab.", self.display_name))
+        return SmtpConfig(
+            host=self.smtp_host, port=self.smtp_port, security=self.smtp_security,
+            login=self.smtp_login or self.imap_login or "", password=self.smtp_password or self.imap_password or "",
+            verify_tls=self.imap_verify_tls, own_address=self.email or "",
+        )
 
     def action_sync_now(self):
         # Anyone who can read the account may ask for a retry; only the sync

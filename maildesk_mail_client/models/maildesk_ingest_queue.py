@@ -1,5 +1,14 @@
+import logging
+import time
+
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
+
+from ..application.use_cases.ingest import import_pending, scan
+from ..orm.ingest_context import ingest_ports
+from ..repositories.ingest_queue import MAX_ATTEMPTS, create_indexes
+
+_logger = logging.getLogger(__name__)
 
 
 class MaildeskIngestQueue(models.Model):
@@ -22,14 +31,22 @@ class MaildeskIngestQueue(models.Model):
         default="pending", required=True, readonly=True, index=True,
     )
     attempts = fields.Integer(readonly=True)
-    max_attempts = fields.Integer(default=8, readonly=True)
+    max_attempts = fields.Integer(default=MAX_ATTEMPTS, readonly=True)
+    # NULL is due: rows made through the ORM are queued at once.
     next_attempt_at = fields.Datetime(readonly=True, index=True)
     last_error = fields.Text(readonly=True)
     mail_message_id = fields.Many2one("mail.message", ondelete="set null", readonly=True)
+    # What the administrator needs to judge a failure without opening the index.
+    subject = fields.Char(related="index_id.subject")
+    from_address = fields.Char(related="index_id.from_address", string="From")
+    mail_model = fields.Char(related="mail_message_id.model", string="Imported into")
 
     _sql_constraints = [
         ("message_uniq", "unique(account_id, message_id)", "A message is ingested once per account."),
     ]
+
+    def init(self):
+        create_indexes(self.env.cr)
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -53,3 +70,54 @@ class MaildeskIngestQueue(models.Model):
                 raise ValidationError(self.env._(
                     "An ingest queue row belongs to its message's account (%s).",
                     row.index_id.account_id.display_name))
+
+    # -- crons (DESIGN §4: every 3 min each) ----------------------------------------------
+
+    def _maildesk_budget(self):
+        return self.env["mailbox.account"]._maildesk_cron_budget()
+
+    @api.model
+    def _cron_maildesk_alias_scan(self):
+        report = scan(ingest_ports(self.env), deadline=time.monotonic() + self._maildesk_budget())
+        _logger.info("MailDesk alias scan: %d row(s) scanned, %d queued%s.", report.scanned, report.queued,
+                     " (another worker is scanning)" if report.busy else
+                     " (waiting for a long transaction to end)" if report.unsettled else "")
+        self.env.invalidate_all()
+        if report.queued:
+            self.env.ref("maildesk_mail_client.ir_cron_maildesk_ingest_import")._trigger()
+        self.env["ir.cron"]._notify_progress(done=report.scanned, remaining=int(report.remaining))
+
+    @api.model
+    def _cron_maildesk_ingest_import(self):
+        report = import_pending(ingest_ports(self.env), deadline=time.monotonic() + self._maildesk_budget())
+        _logger.info("MailDesk ingest: %d imported, %d already in Odoo, %d to retry, %d failed.",
+                     report.imported, report.already, report.retried, report.failed)
+        self.env.invalidate_all()
+        self.env["ir.cron"]._notify_progress(done=report.handled, remaining=int(report.remaining))
+
+    # -- the administrator's buttons -------------------------------------------------------
+
+    def action_open_record(self):
+        self.ensure_one()
+        message = self.mail_message_id
+        if not message.model or not message.res_id:
+            return False
+        return {"type": "ir.actions.act_window", "res_model": message.model, "res_id": message.res_id,
+                "view_mode": "form", "views": [(False, "form")]}
+
+    def action_requeue(self):
+        """Failed rows back in the queue with all their attempts, imported at the next run (triggered now)."""
+        self.check_access("write")  # administrators only: the view hides the button, RPC does not
+        failed = self.filtered(lambda row: row.state == "failed")
+        failed.write({"state": "pending", "attempts": 0, "next_attempt_at": fields.Datetime.now()})
+        if failed:
+            self.env.ref("maildesk_mail_client.ir_cron_maildesk_ingest_import")._trigger()
+        return True
+
+
+class MailboxAccount(models.Model):
+    _inherit = "mailbox.account"
+
+    # The alias scan's high-water mark (use_cases/ingest.py): every index row of this
+    # account up to this id has been looked at. Written in SQL only, never bumping write_date.
+    ingest_scan_mark = fields.Integer(readonly=True, copy=False, groups="base.group_system")

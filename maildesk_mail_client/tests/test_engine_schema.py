@@ -6,7 +6,7 @@ import re
 from odoo.tests import tagged
 from odoo.tests.common import TransactionCase
 
-from ..repositories import account_lease, folder, mailbox_account, message_index, ui_cache
+from ..repositories import account_lease, folder, mailbox_account, message_index, outbox, ui_cache
 
 SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "tests" / "harness" / "schema.sql"
 
@@ -31,7 +31,7 @@ class TestEngineSchema(TransactionCase):
             self.skipTest("tests/harness/schema.sql is not beside the addon (installed without the repo)")
         expected = _schema_columns(SCHEMA.read_text())
         self.assertEqual(set(expected), {"mailbox_account", "maildesk_folder", "maildesk_message_index",
-                                         "maildesk_account_lease", "maildesk_ui_cache"})
+                                         "maildesk_account_lease", "maildesk_ui_cache", "maildesk_outbox"})
         for table, columns in expected.items():
             self.env.cr.execute("SELECT column_name, udt_name FROM information_schema.columns WHERE table_name = %s",
                                 [table])
@@ -43,7 +43,7 @@ class TestEngineSchema(TransactionCase):
     def test_repository_columns_are_model_fields(self):
         for module, model in ((message_index, "maildesk.message_index"), (folder, "maildesk.folder"),
                               (account_lease, "maildesk.account_lease"), (mailbox_account, "mailbox.account"),
-                              (ui_cache, "maildesk.ui_cache")):
+                              (ui_cache, "maildesk.ui_cache"), (outbox, "maildesk.outbox")):
             missing = set(module.COLUMNS) - set(self.env[model]._fields)
             self.assertFalse(missing, f"{module.__name__} writes columns {model} does not have")
 

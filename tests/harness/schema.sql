@@ -19,6 +19,7 @@ CREATE TABLE mailbox_account (
     folders_synced_at timestamp,
     mailbox_identity varchar,
     gmail_history_id int8,
+    email varchar,
     write_date timestamp
 );
 
@@ -126,4 +127,31 @@ CREATE TABLE maildesk_ui_cache (
     create_date timestamp,
     write_date timestamp,
     CONSTRAINT maildesk_ui_cache_index_uniq UNIQUE (index_id)
+);
+
+CREATE TABLE maildesk_outbox (
+    id serial PRIMARY KEY,
+    account_id int4 NOT NULL REFERENCES mailbox_account(id) ON DELETE CASCADE,
+    user_id int4,
+    state varchar NOT NULL DEFAULT 'draft',
+    message_id varchar,
+    subject varchar,
+    email_to varchar,
+    email_cc varchar,
+    email_bcc varchar,
+    mime bytea,
+    mime_size int4,
+    send_after timestamp,
+    attempts int4,
+    max_attempts int4,
+    next_attempt_at timestamp,
+    last_attempt_at timestamp,
+    last_error text,
+    failure_kind varchar,
+    sent_at timestamp,
+    sent_remote_id varchar,
+    sent_filed bool,
+    create_date timestamp,
+    write_date timestamp,
+    CONSTRAINT maildesk_outbox_message_id_uniq UNIQUE (message_id)
 );

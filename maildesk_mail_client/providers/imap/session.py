@@ -187,6 +187,32 @@ class ImapSessionAdapter:
             vanished = wire.pop_vanished(self._client, low, high) if self._qresync else frozenset()
         return ChangeSet(updates=tuple(updates), vanished=vanished)
 
+    # -- sending: the Sent copy and the proof (providers/smtp/transport.py) --------
+
+    def find_message_id(self, path: str, message_id: str) -> list[int]:
+        """UIDs in ``path`` whose Message-ID header is ``message_id`` (selects it read-only)."""
+        self.select(path)
+        with self._errors(f"searching folder {path!r} for {message_id}"):
+            found = self._client.search(["HEADER", "Message-ID", message_id])
+        return sorted(found)
+
+    def append(self, path: str, raw: bytes, flags=(b"\\Seen",)) -> int | None:
+        """APPEND a message; its UID when the server names it (UIDPLUS ``APPENDUID``), else None."""
+        with self._errors(f"adding a message to folder {path!r}"):
+            answer = self._client.append(path, raw, flags=flags)
+        match = re.search(rb"\[APPENDUID \d+ (\d+)\]", answer if isinstance(answer, bytes) else answer.encode())
+        return int(match[1]) if match else None
+
+    def delete_uids(self, path: str, uids: Sequence[int]) -> bool:
+        """Expunge exactly these UIDs; only with UIDPLUS (a plain EXPUNGE would take others' \\Deleted too)."""
+        if not uids or "UIDPLUS" not in self.capabilities:
+            return False
+        with self._errors(f"removing messages from folder {path!r}"):
+            self._client.select_folder(path)  # read-write; the next select() is read-only again
+            self._client.add_flags(list(uids), [b"\\Deleted"])
+            self._client.uid_expunge(list(uids))
+        return True
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

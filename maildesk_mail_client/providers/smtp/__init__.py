@@ -1,0 +1,1 @@
+"""Sending over SMTP for IMAP accounts (smtplib), with the Sent copy and the proof over IMAP."""

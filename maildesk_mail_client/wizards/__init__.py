@@ -1,0 +1,1 @@
+from . import maildesk_log_message

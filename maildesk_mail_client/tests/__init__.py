@@ -9,6 +9,9 @@ from . import test_oauth_tokens
 from . import test_security
 from . import test_tls_stack
 from . import test_inbox_tours
+from . import test_composer_tours
 from . import test_gmail_sync_odoo
 from . import test_outlook_sync_odoo
 from . import test_rpc_record_rules
+from . import test_ingest
+from . import test_outbox

@@ -314,8 +314,8 @@ class TestInboxTours(InboxTourCase):
         self.tour("maildesk_inbox_search")
 
 
-class TestInboxToursOnDovecot(InboxTourCase):
-    """Tours that read bodies: the messages are in Dovecot, indexed by the crons."""
+class DovecotTourCase(InboxTourCase):
+    """Tours on a Dovecot mailbox of Alice's, indexed by the crons (also the composer's tours)."""
 
     #: The last test mailbox of scripts/test's Dovecot (TestImapSyncInOdoo takes the first ones).
     MAILBOX = -1
@@ -373,6 +373,10 @@ class TestInboxToursOnDovecot(InboxTourCase):
         if html is not None:
             msg.add_alternative(html, subtype="html")
         return msg
+
+
+class TestInboxToursOnDovecot(DovecotTourCase):
+    """Tours that read bodies: the messages are in Dovecot, indexed by the crons."""
 
     def test_read_html_with_cid_image_and_attachment(self):
         msg = self.email("Report with a logo", html=(

@@ -79,11 +79,15 @@ export class FolderTreeAccount extends Component {
     }
 }
 
-/** Every account the user may read, with its folders, and "All inboxes" on top. */
+/**
+ * Every account the user may read, with its folders; on top, "New message", "All inboxes"
+ * and "Drafts" (the user's drafts and the messages on their way out).
+ */
 export class FolderTree extends Component {
     static components = { FolderTreeAccount };
     static props = {
         onSelectScope: { type: Function },
+        onOpenDrafts: { type: Function, optional: true },
     };
     static template = "maildesk_mail_client.FolderTree";
 
@@ -92,7 +96,20 @@ export class FolderTree extends Component {
     }
 
     get activeKey() {
-        return scopeKey(this.store.state.scope);
+        return this.store.state.draftsOpen ? "drafts" : scopeKey(this.store.state.scope);
+    }
+
+    /** Drafts to finish, and messages that failed: what the Drafts entry counts. */
+    get draftsCount() {
+        return this.store.state.drafts.filter((row) => row.state === "draft" || row.state === "failed").length;
+    }
+
+    get failedCount() {
+        return this.store.state.drafts.filter((row) => row.state === "failed").length;
+    }
+
+    openDrafts() {
+        return this.props.onOpenDrafts ? this.props.onOpenDrafts() : this.store.openDrafts();
     }
 
     selectAllInboxes() {

@@ -13,6 +13,9 @@ import { router } from "@web/core/browser/router";
 import { registry } from "@web/core/registry";
 import { useService } from "@web/core/utils/hooks";
 
+import { Composer } from "./composer/composer";
+import { DraftsList } from "./composer/drafts_list";
+import { OutboxStatus } from "./composer/outbox_status";
 import { FolderTree } from "./folder_tree";
 import { scopeFromKey, scopeKey } from "./inbox_store";
 import { MessageList } from "./message_list";
@@ -27,10 +30,13 @@ import { Toolbar } from "./toolbar";
  *
  * - ArrowDown / j, ArrowUp / k: next / previous message (with Shift: extend the selection);
  * - Enter: open the message; ArrowRight / ArrowLeft: show / hide a conversation's messages;
- * - Escape: close the message, then clear the selection; "/": search.
+ * - Escape: close the composer (its draft is kept), else the message, then clear the selection;
+ *   "/": search;
+ * - c: a new message; r / a / f: reply / reply all / forward the open message (or, with none
+ *   open, the active row of the list).
  */
 export class InboxClientAction extends Component {
-    static components = { FolderTree, MessageList, ReadingPane, Toolbar };
+    static components = { Composer, DraftsList, FolderTree, MessageList, OutboxStatus, ReadingPane, Toolbar };
     static props = ["*"];
     static template = "maildesk_mail_client.InboxClientAction";
 
@@ -40,6 +46,8 @@ export class InboxClientAction extends Component {
         onWillStart(async () => {
             await this.store.loadTree();
             await this.restoreScope(this.props);
+            // The Drafts count of the tree; a server without the outbox still shows the inbox.
+            this.store.loadDrafts().catch(() => {});
         });
         onWillUpdateProps((nextProps) => this.restoreScope(nextProps));
         onMounted(() => {
@@ -57,6 +65,12 @@ export class InboxClientAction extends Component {
 
     async restoreScope(props) {
         const key = this.activeId(props);
+        if (key === "drafts") {
+            await this.store.openDrafts();
+            if (this.store.state.rows.length) {
+                return;
+            }
+        }
         const scope = key ? scopeFromKey(String(key)) : this.store.state.scope;
         if (this.store.state.rows.length && scopeKey(scope) === scopeKey(this.store.state.scope)) {
             // Back to the inbox (breadcrumb, menu): the same place, with fresh rows.
@@ -68,8 +82,25 @@ export class InboxClientAction extends Component {
 
     async onSelectScope(scope) {
         router.pushState({ active_id: scopeKey(scope) });
+        this.store.closeDrafts();
         this.store.closeMessage();
         await this.store.openScope(scope);
+    }
+
+    onOpenDrafts() {
+        router.pushState({ active_id: "drafts" });
+        return this.store.openDrafts();
+    }
+
+    /** r / a / f: the open message, or the active row when none is open. */
+    composeOn(mode) {
+        const store = this.store;
+        const indexId = store.state.message?.id || (store.state.draftsOpen ? null : store.state.activeId);
+        if (!indexId) {
+            return false;
+        }
+        store.compose(mode, indexId);
+        return true;
     }
 
     focusSearch() {
@@ -129,8 +160,20 @@ export class InboxClientAction extends Component {
                 }
                 break;
             }
+            case "c":
+                store.compose("new");
+                break;
+            case "r":
+            case "a":
+            case "f":
+                if (!this.composeOn({ r: "reply", a: "reply_all", f: "forward" }[ev.key])) {
+                    return;
+                }
+                break;
             case "Escape":
-                if (store.state.message) {
+                if (store.state.composer) {
+                    store.closeComposer();
+                } else if (store.state.message) {
                     store.closeMessage();
                 } else if (Object.keys(store.state.selection).length) {
                     store.clearSelection();

@@ -15,6 +15,9 @@ import { registry } from "@web/core/registry";
  *   newest first, with the keyset cursor of the next one;
  * - `maildesk.message_index.maildesk_thread(index_id)`: a conversation, oldest first;
  * - `POST /maildesk/message/<id>` (json): a message, its body made safe on the server.
+ * - `maildesk.outbox`: `maildesk_compose`, `maildesk_open_draft`, `maildesk_save_draft` (autosave),
+ *   `maildesk_drafts`, `maildesk_send`, `maildesk_undo_send`, `maildesk_outbox_status`,
+ *   `maildesk_retry`, `maildesk_discard`, `maildesk_recipients`: the composer and the outbox.
  *
  * The bus notification `maildesk/index_changed` (one per sync run, on the reader's partner
  * channel) reloads the tree and the rows already loaded, keeping the selection. The tree's
@@ -25,6 +28,18 @@ import { registry } from "@web/core/registry";
 export const PAGE_SIZE = 50;
 /** A live refresh reloads at most this many rows (the rest keep their last state). */
 export const REFRESH_MAX_ROWS = 1000;
+
+/** A draft is saved this long after the last change (and when the page closes). */
+export const AUTOSAVE_DELAY = 1500;
+/** How often the state of messages on their way out is asked for. */
+const OUTBOX_POLL_DELAY = 1000;
+/** A sent message stays in the outbox strip this long. */
+const SENT_SHOWN_FOR = 8000;
+const PENDING_STATES = ["queued", "sending"];
+
+function errorMessage(error, fallback) {
+    return error?.data?.message || error?.message || fallback;
+}
 
 /** Scopes: what the list shows. */
 export const ALL_INBOXES = Object.freeze({ all_inboxes: true });
@@ -74,6 +89,14 @@ export class InboxStore {
             /** bumped by each new list (scope, search), and by each live refresh of the same list */
             listVersion: 0,
             refreshCount: 0,
+            /** The message being written (a draft of `maildesk.outbox`), or null. */
+            composer: null,
+            /** The Drafts view of the tree: the user's drafts and what is on its way out. */
+            draftsOpen: false,
+            drafts: [],
+            draftsLoaded: false,
+            /** Messages sent from this page, until they are sent (or the user dismisses them). */
+            outbox: [],
         });
         this._pageToken = 0;
         this._loadingMore = null;
@@ -82,6 +105,11 @@ export class InboxStore {
         this._refreshAgain = false;
         /** folders whose counts the next refresh takes again; null: all of them */
         this._changedFolders = null;
+        this._saveTimer = null;
+        this._saving = null;
+        this._pollTimer = null;
+        /** Set by the open composer: the editor's HTML, read when the draft is saved. */
+        this.composerBody = null;
         bus_service.subscribe("maildesk/index_changed", (payload) => this.onIndexChanged(payload));
         bus_service.start();
     }
@@ -564,6 +592,356 @@ export class InboxStore {
         const { email } = await rpc("/maildesk/trust_sender", { index_id: message.id });
         this.notification.add(_t("Remote content from %s will be shown.", email), { type: "success" });
         await this.openMessage(message.id, { partId: message.partId });
+    }
+
+    // ------------------------------------------------------------------
+    // Composer, drafts and the outbox (`maildesk.outbox`)
+    // ------------------------------------------------------------------
+
+    /**
+     * Start a message: "new", or "reply" / "reply_all" / "forward" of an index row. The server
+     * prepares the draft (recipients, subject, quoted original, forwarded attachments, the
+     * signature) and stores it at once; from then on it is autosaved.
+     */
+    async compose(mode = "new", indexId = false) {
+        if (!(await this.closeComposer())) {
+            return;
+        }
+        const accountId = mode === "new" ? this.scopeAccountId() || false : false;
+        const draft = await this.orm.call("maildesk.outbox", "maildesk_compose", [mode], {
+            index_id: indexId || false,
+            account_id: accountId,
+        });
+        this._openComposer(draft, { fresh: true });
+    }
+
+    /** Reopen a draft (or a failed message, to edit and send it again). */
+    async openDraft(outboxId) {
+        if (this.state.composer?.id === outboxId) {
+            return;
+        }
+        if (!(await this.closeComposer())) {
+            return;
+        }
+        const draft = await this.orm.call("maildesk.outbox", "maildesk_open_draft", [outboxId]);
+        this._openComposer(draft, { fresh: false });
+    }
+
+    _openComposer(draft, { fresh }) {
+        this.composerBody = null;
+        this.state.composer = {
+            ...draft,
+            mode: draft.compose_mode || "new",
+            /** a draft made by this compose and never touched is dropped when closed */
+            fresh,
+            edited: false,
+            dirty: false,
+            saving: false,
+            savedAt: draft.write_date || null,
+            saveError: "",
+            sending: false,
+            sendError: "",
+        };
+    }
+
+    /** Change the draft's fields; it is saved AUTOSAVE_DELAY ms after the last change. */
+    updateComposer(values) {
+        const composer = this.state.composer;
+        if (composer) {
+            Object.assign(composer, values);
+            this.touchComposer();
+        }
+    }
+
+    /** Something changed (the editor calls this on each change of the body). */
+    touchComposer() {
+        const composer = this.state.composer;
+        if (!composer) {
+            return;
+        }
+        composer.edited = true;
+        composer.dirty = true;
+        clearTimeout(this._saveTimer);
+        this._saveTimer = setTimeout(() => this.saveDraft(), AUTOSAVE_DELAY);
+    }
+
+    _draftValues(composer) {
+        if (this.composerBody) {
+            composer.body_html = this.composerBody();
+        }
+        return {
+            account_id: composer.account_id,
+            subject: composer.subject,
+            body_html: composer.body_html,
+            email_to: composer.email_to,
+            email_cc: composer.email_cc,
+            email_bcc: composer.email_bcc,
+            attachment_ids: composer.attachments.map((attachment) => attachment.id),
+        };
+    }
+
+    /**
+     * Save the open draft if it changed. One save at a time, in order: a change made while a
+     * save is on its way is saved after it. Resolves to false when the server refused it.
+     */
+    async saveDraft() {
+        clearTimeout(this._saveTimer);
+        this._saveTimer = null;
+        while (this._saving) {
+            await this._saving;
+        }
+        const composer = this.state.composer;
+        if (!composer || !composer.dirty) {
+            return !composer?.saveError;
+        }
+        const values = this._draftValues(composer);
+        composer.dirty = false;
+        composer.saving = true;
+        this._saving = this.orm.silent
+            .call("maildesk.outbox", "maildesk_save_draft", [composer.id, values])
+            .then(
+                (result) => {
+                    composer.savedAt = result.write_date;
+                    composer.saveError = "";
+                    if (composer.state === "failed") {
+                        composer.state = "draft"; // edited, it is a draft again (server side too)
+                    }
+                    return true;
+                },
+                (error) => {
+                    composer.dirty = true;
+                    composer.saveError = errorMessage(error, _t("The draft could not be saved."));
+                    return false;
+                }
+            )
+            .finally(() => {
+                composer.saving = false;
+                this._saving = null;
+            });
+        return this._saving;
+    }
+
+    /**
+     * The page is closing (tab closed, reload, navigation): the last changes go out in a
+     * request the browser finishes after the page is gone (`fetch` with `keepalive`, the
+     * successor of `navigator.sendBeacon`, which cannot send JSON to a json route). Browsers
+     * cap such requests at 64 KiB; a bigger draft keeps what the last autosave stored.
+     */
+    saveOnPageHide() {
+        const composer = this.state.composer;
+        if (!composer || !composer.dirty) {
+            return false;
+        }
+        clearTimeout(this._saveTimer);
+        const body = JSON.stringify({
+            jsonrpc: "2.0",
+            method: "call",
+            id: Date.now(),
+            params: {
+                model: "maildesk.outbox",
+                method: "maildesk_save_draft",
+                args: [composer.id, this._draftValues(composer)],
+                kwargs: {},
+            },
+        });
+        composer.dirty = false;
+        try {
+            fetch("/web/dataset/call_kw/maildesk.outbox/maildesk_save_draft", {
+                method: "POST",
+                headers: { "Content-Type": "application/json" },
+                body,
+                keepalive: true,
+                credentials: "same-origin",
+            }).catch(() => {});
+        } catch {
+            // Over the keepalive quota: the last autosave is what is kept.
+            composer.dirty = true;
+            return false;
+        }
+        return true;
+    }
+
+    /**
+     * Close the composer, saving the draft first. A draft opened by a compose and never
+     * touched is discarded. Resolves to false (and keeps it open) if it could not be saved.
+     */
+    async closeComposer() {
+        const composer = this.state.composer;
+        if (!composer) {
+            return true;
+        }
+        if (composer.fresh && !composer.edited) {
+            clearTimeout(this._saveTimer);
+            this.state.composer = null;
+            this.composerBody = null;
+            await this.orm.silent.call("maildesk.outbox", "maildesk_discard", [composer.id]).catch(() => {});
+            this.loadDrafts().catch(() => {});
+            return true;
+        }
+        if (!(await this.saveDraft())) {
+            this.notification.add(composer.saveError, { type: "danger" });
+            return false;
+        }
+        if (this.state.composer?.id === composer.id) {
+            this.state.composer = null;
+            this.composerBody = null;
+        }
+        this.loadDrafts().catch(() => {});
+        return true;
+    }
+
+    /** Discard a draft or a failed message (the open one, or one of the Drafts view). */
+    async discard(outboxId) {
+        if (this.state.composer?.id === outboxId) {
+            clearTimeout(this._saveTimer);
+            this.state.composer = null;
+            this.composerBody = null;
+        }
+        await this.orm.call("maildesk.outbox", "maildesk_discard", [outboxId]);
+        this.state.outbox = this.state.outbox.filter((entry) => entry.id !== outboxId);
+        this.state.drafts = this.state.drafts.filter((draft) => draft.id !== outboxId);
+    }
+
+    /**
+     * Send: the draft is saved, then the server builds the final message into the outbox
+     * (queued until the undo window ends). The composer closes; the message shows as
+     * "Sending…" with Undo, then sent, or failed with the reason, Retry and Discard.
+     */
+    async send() {
+        const composer = this.state.composer;
+        if (!composer || composer.sending) {
+            return false;
+        }
+        composer.sending = true;
+        composer.sendError = "";
+        try {
+            if (!(await this.saveDraft())) {
+                composer.sendError = composer.saveError;
+                return false;
+            }
+            const result = await this.orm.silent.call("maildesk.outbox", "maildesk_send", [composer.id]);
+            if (this.state.composer?.id === composer.id) {
+                this.state.composer = null;
+                this.composerBody = null;
+            }
+            this._track({ id: composer.id, subject: composer.subject, ...result, last_error: "" });
+            this.loadDrafts().catch(() => {});
+            return true;
+        } catch (error) {
+            composer.sendError = errorMessage(error, _t("The message could not be sent."));
+            return false;
+        } finally {
+            composer.sending = false;
+        }
+    }
+
+    /** Back to a draft, if the sender has not taken it yet; the draft opens again. */
+    async undoSend(outboxId) {
+        const undone = await this.orm.call("maildesk.outbox", "maildesk_undo_send", [outboxId]);
+        if (!undone) {
+            this.notification.add(_t("Too late to undo: the message is already on its way."), {
+                type: "warning",
+            });
+            this._schedulePoll(0);
+            return false;
+        }
+        this.state.outbox = this.state.outbox.filter((entry) => entry.id !== outboxId);
+        await this.openDraft(outboxId);
+        this.loadDrafts().catch(() => {});
+        return true;
+    }
+
+    /** A failed message: queue it again, as it is. */
+    async retry(outboxId) {
+        await this.orm.call("maildesk.outbox", "maildesk_retry", [outboxId]);
+        const draft = this.state.drafts.find((row) => row.id === outboxId);
+        const entry = this.state.outbox.find((row) => row.id === outboxId);
+        this._track({ id: outboxId, subject: (entry || draft)?.subject || "", state: "queued", last_error: "" });
+        this.loadDrafts().catch(() => {});
+    }
+
+    dismissOutbox(outboxId) {
+        this.state.outbox = this.state.outbox.filter((entry) => entry.id !== outboxId);
+    }
+
+    _track(entry) {
+        const known = this.state.outbox.find((row) => row.id === entry.id);
+        if (known) {
+            Object.assign(known, entry);
+        } else {
+            this.state.outbox.unshift({ failure_kind: false, ...entry });
+        }
+        this._schedulePoll();
+    }
+
+    /** Follow the messages on their way out until each is sent or failed. */
+    _schedulePoll(delay = OUTBOX_POLL_DELAY) {
+        clearTimeout(this._pollTimer);
+        this._pollTimer = setTimeout(() => this._poll(), delay);
+    }
+
+    async _poll() {
+        this._pollTimer = null;
+        const pending = this.state.outbox.filter((entry) => PENDING_STATES.includes(entry.state));
+        if (!pending.length) {
+            return;
+        }
+        let changed = false;
+        try {
+            const statuses = await this.orm.silent.call("maildesk.outbox", "maildesk_outbox_status", [
+                pending.map((entry) => entry.id),
+            ]);
+            const byId = new Map(statuses.map((status) => [status.id, status]));
+            for (const entry of pending) {
+                const status = byId.get(entry.id);
+                if (!status) {
+                    this.dismissOutbox(entry.id); // discarded elsewhere
+                    changed = true;
+                } else if (status.state !== entry.state) {
+                    Object.assign(entry, status);
+                    changed = true;
+                    if (status.state === "sent") {
+                        setTimeout(() => this.dismissOutbox(entry.id), SENT_SHOWN_FOR);
+                    }
+                }
+            }
+        } catch {
+            // A failed poll is retried by the next one.
+        }
+        if (changed) {
+            this.loadDrafts().catch(() => {});
+        }
+        if (this.state.outbox.some((entry) => PENDING_STATES.includes(entry.state))) {
+            this._schedulePoll();
+        }
+    }
+
+    /** The Drafts view: the user's drafts, failed messages, and those on their way out. */
+    async loadDrafts() {
+        const drafts = await this.orm.silent.call("maildesk.outbox", "maildesk_drafts", []);
+        this.state.drafts = drafts;
+        this.state.draftsLoaded = true;
+        return drafts;
+    }
+
+    openDrafts() {
+        this.state.draftsOpen = true;
+        return this.loadDrafts();
+    }
+
+    closeDrafts() {
+        this.state.draftsOpen = false;
+    }
+
+    /** The user's signature for an account (the composer swaps it when the account changes). */
+    async signature(accountId) {
+        const { body_html } = await this.orm.silent.call("maildesk.signature", "maildesk_get_signature", [accountId]);
+        return body_html || "";
+    }
+
+    /** Autocomplete of To / Cc / Bcc: contacts and recent correspondents. */
+    recipients(term, limit = 8) {
+        return this.orm.silent.call("maildesk.outbox", "maildesk_recipients", [term], { limit });
     }
 }
 

@@ -1,5 +1,6 @@
 import { Component, onWillStart, onWillUpdateProps, useState } from "@odoo/owl";
 
+import { registry } from "@web/core/registry";
 import { useService } from "@web/core/utils/hooks";
 
 import { formatFullDate, formatSize, senderEmail, senderName } from "./inbox_format";
@@ -80,7 +81,23 @@ export class AttachmentList extends Component {
     }
 }
 
-/** The reading pane: headers, remote-content banner, body, attachments. */
+/**
+ * Buttons in the reading pane's header, after Reply / Reply all / Forward, for other addons
+ * (e.g. "Log in chatter"), like `maildesk.message_actions` for the list:
+ *
+ *     registry.category("maildesk.reading_pane_actions").add("log_in_chatter", {
+ *         sequence: 10,
+ *         label: _t("Log in chatter"),
+ *         icon: "fa-comments",
+ *         isAvailable: (store, message) => !message.partId,
+ *         run: (store, message, env) => env.services.action.doAction(...),
+ *     });
+ *
+ * `message` is `store.state.message`: `id` (the index row), `partId`, `data` (what the pane shows).
+ */
+export const readingPaneActionsRegistry = registry.category("maildesk.reading_pane_actions");
+
+/** The reading pane: headers, actions, remote-content banner, body, attachments. */
 export class ReadingPane extends Component {
     static components = { AttachmentList, MessageBody, RemoteContentBanner };
     static props = {};
@@ -120,6 +137,24 @@ export class ReadingPane extends Component {
     /** "Always trust" trusts the sender of the message in the list, not of one attached to it. */
     get canTrust() {
         return !this.message?.partId;
+    }
+
+    get paneActions() {
+        const message = this.message;
+        return readingPaneActionsRegistry
+            .getEntries()
+            .map(([id, action]) => ({ id, ...action }))
+            .filter((action) => !action.isAvailable || action.isAvailable(this.store, message))
+            .sort((a, b) => (a.sequence ?? 50) - (b.sequence ?? 50));
+    }
+
+    runPaneAction(action) {
+        return action.run(this.store, this.message, this.env);
+    }
+
+    /** Reply, reply all or forward the message in the list (not one attached to it). */
+    compose(mode) {
+        return this.store.compose(mode, this.message.id);
     }
 
     openAttachedMessage(attachment) {

@@ -26,19 +26,19 @@ registry.category("web_tour.tours").add("maildesk_inbox_scroll_oldest", {
         {
             content: "Scroll down to the end: each page loads as the end comes near",
             trigger: ".o_maildesk_list",
-            // 40 pages, each a round trip: the step's own limit (3 min) is the one that counts.
-            timeout: 200000,
+            // 40 pages, each a round trip: a minute, the most a tour step may take in Odoo 18.
+            timeout: 60000,
             async run() {
                 const list = document.querySelector(".o_maildesk_list");
                 const started = Date.now();
                 while (!document.querySelector(".o_maildesk_list_end")) {
-                    if (Date.now() - started > 180000) {
-                        throw new Error("the end of the folder was not reached in 3 minutes");
+                    if (Date.now() - started > 55000) {
+                        throw new Error("the end of the folder was not reached in 55 seconds");
                     }
                     list.scrollTop = list.scrollHeight;
                     list.dispatchEvent(new Event("scroll"));
                     await delay(30);
-                    await waitUntil(listIsIdle, "the next page", 20000);
+                    await waitUntil(listIsIdle, "the next page", 15000);
                 }
                 list.scrollTop = list.scrollHeight;
                 list.dispatchEvent(new Event("scroll"));

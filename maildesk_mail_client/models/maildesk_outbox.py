@@ -139,7 +139,14 @@ class MaildeskOutbox(models.Model):
 
     @api.model
     def _maildesk_sendable_accounts(self):
-        return self.env["mailbox.account"].search([("active", "=", True)])
+        """The mailboxes the user may read and that can send: an address, and SMTP for IMAP ones.
+
+        Readers of a shared mailbox may answer from it, as in a shared inbox
+        of Gmail or Outlook; the From list never offers one that would fail.
+        """
+        return self.env["mailbox.account"].search([
+            ("active", "=", True), ("email", "!=", False),
+            "|", ("provider", "!=", "imap"), ("smtp_host", "!=", False)])
 
     @api.model
     def maildesk_compose(self, mode="new", index_id=False, account_id=False):
@@ -156,8 +163,11 @@ class MaildeskOutbox(models.Model):
             source.check_access("read")
         accounts = self._maildesk_sendable_accounts()
         account = accounts.browse(int(account_id)) if account_id else (source.account_id or accounts[:1])
+        if account and account not in accounts:
+            account = accounts[:1]  # the message's mailbox cannot send: answer from one that can
         if not account:
-            raise UserError(self.env._("Connect a mailbox first: there is no account to send from."))
+            raise UserError(self.env._("Connect a mailbox that can send first (an address, and SMTP settings "
+                                       "for an IMAP mailbox): there is no account to send from."))
         account.check_access("read")
         vals = {"account_id": account.id, "compose_mode": mode, "parent_index_id": source.id or False}
         body = ""

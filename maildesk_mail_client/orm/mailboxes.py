@@ -22,6 +22,7 @@ from werkzeug.urls import url_join
 
 from ..application.errors import AccountNotConfigured, AuthenticationFailed, ConnectionFailed
 from ..providers.imap.mailbox import ImapMailbox
+from ..repositories.conflicts import CONFLICTS
 from .engine_context import _testing
 
 #: Google's token endpoint and Gmail's API; both can be pointed elsewhere (a proxy, the tests' local Google).
@@ -61,15 +62,29 @@ def token_transaction(env):
             yield env.cr
     else:
         with env.registry.cursor() as cr:
+            # Before any statement: the row may be held by a form being saved; wait, then write.
+            cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             yield cr
 
 
 def store_tokens(account, values):
-    """Write token columns of ``account`` in their own transaction, without touching write_date."""
+    """Write token columns of ``account`` in their own transaction, without touching write_date.
+
+    READ COMMITTED, retried: a user saving the form or a cron stamping the
+    row meanwhile must not make the write fail, as it would under Odoo's
+    REPEATABLE READ, after the provider already retired the old token.
+    """
     columns = ", ".join(f"{name} = %s" for name in values)
-    with token_transaction(account.env) as cr:
-        # Column names are this module's constants.  # pylint: disable-next=sql-injection
-        cr.execute(f"UPDATE mailbox_account SET {columns} WHERE id = %s", [*values.values(), account.id])
+    for attempt in range(5):
+        try:
+            with token_transaction(account.env) as cr:
+                # Column names are this module's constants.  # pylint: disable-next=sql-injection
+                cr.execute(f"UPDATE mailbox_account SET {columns} WHERE id = %s", [*values.values(), account.id])
+            break
+        except CONFLICTS:
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * 2 ** attempt)
     account.invalidate_recordset(list(values))
 
 

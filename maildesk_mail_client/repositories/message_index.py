@@ -134,6 +134,9 @@ class MessageIndexRepository:
         """
         if not messages:
             return []
+        # One statement may not touch a row twice (PostgreSQL's CardinalityViolation, which no
+        # savepoint bisection could isolate): an id named twice (pages that overlap) keeps its last word.
+        messages = list({m.remote_id: m for m in messages}.values())
         moved = self._move_here(account_id, folder_id, [m.remote_id for m in messages]) if moves else []
         names = [name for name, _type, _get in _META_COLUMNS]
         arrays = [[get(m) for m in messages] for _name, _type, get in _META_COLUMNS]

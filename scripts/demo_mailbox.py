@@ -328,12 +328,41 @@ def mailbox(until=None):
             date = w.when(days_ago_max=oldest, days_ago_min=newest)
             folders[folder].append((date, w.single(date)[0], False, False))
 
+    # Newest of all, so a mailbox seeded by an earlier version gets it appended.
+    folders["INBOX"].append((until, aliased_application(until), False, False))
+
     result = {}
     for folder, items in folders.items():
         items.sort(key=lambda item: item[0])
         result[folder] = [DemoMessage(date, _flags(w.rng, folder, date, until, answered, important), raw)
                           for date, raw, answered, important in items]
     return result
+
+
+#: The demo's Odoo alias (scripts/demo_account.py): mail to it becomes a contact, with the mail in its chatter.
+JOBS_ALIAS = "jobs@acme.example"
+
+# The smallest valid PDF, as a CV attached to the application.
+_CV_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj 2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj "
+           b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+
+
+def aliased_application(date):
+    """A job application mailed to the Odoo alias: the ingest crons make it a contact with this mail in its chatter."""
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = "Dana Whitfield <dana.whitfield@mailbox.example>"
+    msg["To"] = f"Acme Jobs <{JOBS_ALIAS}>"
+    msg["Cc"] = ME
+    msg["Subject"] = "Application: Senior Accountant (Dana Whitfield)"
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = "<application-dana-whitfield@mailbox.example>"
+    msg.set_content("Hello,\n\nPlease find my application for the Senior Accountant position attached.\n"
+                    "I have eight years of experience in month-end close and audits.\n\nBest regards,\nDana")
+    msg.add_attachment(_CV_PDF, maintype="application", subtype="pdf", filename="Dana_Whitfield_CV.pdf")
+    for number, part in enumerate(msg.walk()):
+        if part.is_multipart():
+            part.set_boundary(f"=_part{number}_application-dana-whitfield")
+    return msg.as_bytes()
 
 
 def _flags(rng, folder, date, until, answered, important):

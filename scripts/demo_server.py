@@ -1,6 +1,11 @@
-"""The demo IMAP server of ``scripts/run``: a Dovecot that keeps its mail, user demo / demo.
+"""The demo mail servers of ``scripts/run``: a Dovecot that keeps its mail (user demo / demo) and an SMTP sink.
 
-    python scripts/demo_server.py --root DIR --port 1143 --ready FILE
+    python scripts/demo_server.py --root DIR --port 1143 --smtp-port 1025 --ready FILE
+
+The SMTP sink takes the demo login (demo / demo), accepts every message and keeps each one as a
+``.eml`` file in ``DIR/smtp-sink``; like a real provider's server, it also
+delivers what is addressed to the demo account itself into its Dovecot INBOX
+(MailDesk's proof that a message went out).
 
 Runs in the project's virtualenv with the repository on PYTHONPATH: it is the
 test harness's ``DovecotServer``, told to keep its files in DIR. The demo
@@ -20,6 +25,10 @@ from pathlib import Path
 import demo_mailbox
 
 from tests.harness.dovecot import DovecotServer, DovecotUnavailable
+from tests.harness.smtp_sink import SmtpSink
+
+#: The demo account's address (scripts/demo_account.py)
+DEMO_ADDRESS = "demo@acme.example"
 
 UNAVAILABLE = 3
 
@@ -28,6 +37,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", required=True, help="directory that keeps config and mail across runs")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--smtp-port", type=int, required=True)
     parser.add_argument("--ready", required=True, help="file written once the demo mailbox can be used")
     args = parser.parse_args()
 
@@ -48,8 +58,16 @@ def main():
         if any(appended.values()):
             print("demo mailbox seeded:", ", ".join(f"{folder} {count}" for folder, count in appended.items()),
                   flush=True)
-        Path(args.ready).write_text(f"{server.port}\n")
-        stop.wait()
+        sink_dir = Path(args.root) / "smtp-sink"
+        sink_dir.mkdir(parents=True, exist_ok=True)
+        sink = SmtpSink(users={"demo": "demo"}, local={DEMO_ADDRESS: account},
+                        maildir=str(sink_dir)).start(args.smtp_port)
+        try:
+            print(f"SMTP sink on 127.0.0.1:{sink.port}, every message sent kept in {sink_dir}", flush=True)
+            Path(args.ready).write_text(f"{server.port}\n{sink.port}\n")
+            stop.wait()
+        finally:
+            sink.stop()
     finally:
         server.stop()
 

@@ -89,6 +89,9 @@ class OdooNotifier:
 
     def index_changed(self, report):
         self.env["mailbox.account"].browse(report.account_id)._maildesk_notify_index_changed(report.as_payload())
+        if report.new:
+            # New mail may be for an Odoo alias: the scan looks now rather than at its next 3-minute tick.
+            self.env.ref("maildesk_mail_client.ir_cron_maildesk_alias_scan").sudo()._trigger()
 
 
 class OdooScheduler:

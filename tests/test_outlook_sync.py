@@ -449,7 +449,9 @@ def test_a_fault_is_survived_with_nothing_lost(fault, pg_db, graph):
     world.sync()
     assert world.assert_index_matches_server() == 165
     assert account_state(world) == ("ok", 0, None)
-    assert server.peak_concurrency <= 4
+    # A request the client gave up on (the slow answer) still runs on the server for a while; the
+    # adapter keeps its slot that long, but the next run's adapter cannot know of it.
+    assert server.peak_concurrency <= 4 + (fault == "slow answer")
 
 
 def test_mailbox_concurrency_from_the_server_is_waited_out(pg_db, graph):

@@ -38,6 +38,19 @@ class KnownRows(Protocol):
     def remote_ids(self) -> set[str]:
         """For providers that diff by id (Gmail, Graph): reconciliation after an expired cursor."""
 
+    def present(self, remote_ids) -> set[str]:
+        """Which of these ids the index holds live in the folder (a page's worth, not the whole folder)."""
+
+    # A full listing that spans several runs (Graph's delta from scratch) keeps what it listed here,
+    # committed with each page, instead of in memory: the sweep at its end removes what is ``unlisted``.
+    def remember_listed(self, remote_ids) -> None: ...
+
+    def forget_listed(self, remote_ids=None) -> None:
+        """These ids (removed later in the listing), or all of them (a listing starts over)."""
+
+    def unlisted(self) -> set[str]:
+        """The folder's live rows the listing did not name."""
+
 
 class Mailbox(Protocol):
     """The provider port: one logged-in connection to one mailbox, whatever the protocol.
@@ -199,6 +212,16 @@ class MessageIndexStore(Protocol):
     def purge_folder(self, folder_id: int) -> int: ...
 
     def live_remote_ids(self, folder_id: int) -> set[str]: ...
+
+    def live_among(self, folder_id: int, remote_ids: Iterable[str]) -> set[str]: ...
+
+    def remember_listed(self, folder_id: int, remote_ids: Iterable[str]) -> None:
+        """A full round listed these (kept in the database: a round may span runs)."""
+
+    def forget_listed(self, folder_id: int, remote_ids: Iterable[str] | None = None) -> None: ...
+
+    def unlisted(self, folder_id: int) -> set[str]:
+        """Live rows of the folder the running full round has not listed."""
 
     def newest(self, folder_id: int) -> tuple[str, str | None] | None:
         """(remote id, Message-ID) of the folder's newest live row, as evidence of its identity."""

@@ -1,6 +1,7 @@
 from . import mailbox_account
 from . import maildesk_account_lease
 from . import maildesk_folder
+from . import maildesk_folder_seen
 from . import maildesk_ingest_queue
 from . import maildesk_message_index
 from . import maildesk_outbox

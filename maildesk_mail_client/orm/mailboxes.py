@@ -67,6 +67,15 @@ def token_transaction(env):
             yield cr
 
 
+def saved_token(account, column):
+    """A token column as committed now (another worker may have rotated it), read in a cursor of its own."""
+    with token_transaction(account.env) as cr:
+        # The column name is this module's constant.  # pylint: disable-next=sql-injection
+        cr.execute(f"SELECT {column} FROM mailbox_account WHERE id = %s", [account.id])
+        row = cr.fetchone()
+    return row[0] if row else None
+
+
 def store_tokens(account, values):
     """Write token columns of ``account`` in their own transaction, without touching write_date.
 
@@ -174,6 +183,7 @@ def outlook_config(account):
         client_secret=_param(env, "microsoft_outlook_client_secret") or "",
         refresh_token=account.microsoft_outlook_refresh_token,
         save_refresh_token=lambda new: store_tokens(account, {"microsoft_outlook_refresh_token": new}),
+        load_refresh_token=lambda: saved_token(account, "microsoft_outlook_refresh_token"),
         # Kept across runs: without it every 3-minute run would ask Azure AD (and rotate the refresh token).
         access_token=account.microsoft_outlook_access_token or None,
         access_token_expires=float(account.microsoft_outlook_access_token_expiration or 0),

@@ -15,6 +15,7 @@ from psycopg2 import errorcodes, errors
 
 from ..application.domain import UpsertResult
 from ..application.threading import thread_key
+from .folder_seen import FolderSeenRepository
 from .fulltext import GIN_INDEXES
 
 TABLE = "maildesk_message_index"
@@ -245,6 +246,20 @@ class MessageIndexRepository:
             ],
         )
         return [(row[0], UpsertResult(*row[1:])) for row in self.cr.fetchall()]
+
+    # What a full round of a provider's change feed listed so far (Graph delta): repositories/folder_seen.py.
+
+    def live_among(self, folder_id, remote_ids):
+        return FolderSeenRepository(self.cr).live_among(folder_id, remote_ids)
+
+    def remember_listed(self, folder_id, remote_ids):
+        FolderSeenRepository(self.cr).remember(folder_id, remote_ids)
+
+    def forget_listed(self, folder_id, remote_ids=None):
+        FolderSeenRepository(self.cr).forget(folder_id, remote_ids)
+
+    def unlisted(self, folder_id):
+        return FolderSeenRepository(self.cr).unlisted(folder_id)
 
     def live_remote_ids(self, folder_id):
         self.cr.execute(f"SELECT remote_id FROM {TABLE} WHERE folder_id = %s AND NOT deleted_on_server",

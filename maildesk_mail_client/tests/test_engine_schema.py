@@ -31,7 +31,8 @@ class TestEngineSchema(TransactionCase):
             self.skipTest("tests/harness/schema.sql is not beside the addon (installed without the repo)")
         expected = _schema_columns(SCHEMA.read_text())
         self.assertEqual(set(expected), {"mailbox_account", "maildesk_folder", "maildesk_message_index",
-                                         "maildesk_account_lease", "maildesk_ui_cache", "maildesk_outbox"})
+                                         "maildesk_account_lease", "maildesk_ui_cache", "maildesk_outbox",
+                                         "maildesk_folder_seen"})
         for table, columns in expected.items():
             self.env.cr.execute("SELECT column_name, udt_name FROM information_schema.columns WHERE table_name = %s",
                                 [table])

@@ -15,7 +15,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
-from .graph_mail import PROPERTY_NAMES
+from .graph_mail import PROPERTY_NAMES, as_datetime
 from .graph_world import GraphError
 
 MAX_BATCH = 20
@@ -171,30 +171,45 @@ def get_folder(world, request, folder):
     return 200, {}, found
 
 
+def _received_filter(request):
+    """The one $filter the messages listing knows: ``receivedDateTime le <DateTimeOffset>`` (a keyset walk)."""
+    text = request.query.get("$filter")
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*receivedDateTime\s+le\s+(\S+)\s*", text)
+    if not match:
+        raise GraphError(400, "BadRequest", "The fake Graph server filters a folder's messages only with "
+                         "$filter=receivedDateTime le <DateTimeOffset>.")
+    try:
+        return as_datetime(match.group(1)).timestamp()
+    except ValueError:
+        raise GraphError(400, "BadRequest", f"Invalid DateTimeOffset '{match.group(1)}'.") from None
+
+
 def list_messages(world, request, folder):
-    _allow(request, "$select", "$orderby", "$top", "$skiptoken", "$expand")
+    """As Graph pages it: ``@odata.nextLink`` is the same query with ``$skip`` = the offset of the next page.
+
+    An offset is only as good as the listing it was taken in: mail deleted
+    or moved above it meanwhile shifts unseen messages above the offset.
+    """
+    _allow(request, "$select", "$orderby", "$top", "$skip", "$expand", "$filter")
     headers = {}
-    if "$skiptoken" in request.query:
-        state = _untoken(request.query["$skiptoken"])
-        _, token_folder, descending, after, select, top, with_size = state
-        if token_folder != world.get_folder(folder)["id"]:
-            raise GraphError(400, "BadRequest", "The skip token belongs to another folder.")
-    else:
-        order = re.sub(r"\s+", " ", request.query.get("$orderby", "receivedDateTime desc").strip()).lower()
-        if order not in ("receiveddatetime desc", "receiveddatetime asc", "receiveddatetime"):
-            raise GraphError(400, "BadRequest", "The fake Graph server orders messages by receivedDateTime only.")
-        descending, after, select = order.endswith("desc"), None, _select(request)
-        top, with_size = _int(request, "$top", None, 1, MAX_PAGE), _with_size(request)
+    order = re.sub(r"\s+", " ", request.query.get("$orderby", "receivedDateTime desc").strip()).lower()
+    if order not in ("receiveddatetime desc", "receiveddatetime asc", "receiveddatetime"):
+        raise GraphError(400, "BadRequest", "The fake Graph server orders messages by receivedDateTime only.")
+    descending, select, before = order.endswith("desc"), _select(request), _received_filter(request)
+    top, with_size = _int(request, "$top", None, 1, MAX_PAGE), _with_size(request)
+    skip = _int(request, "$skip", 0, 0, 10**9)
     limit = top or request.page_size() or DEFAULT_PAGE
     if not top and request.page_size():
         headers["Preference-Applied"] = f"odata.maxpagesize={limit}"
-    folder_id, values, last, more = world.message_page(folder, after=after, descending=descending, limit=limit,
-                                                       select=select, with_size=with_size)
+    values, more = world.message_page(folder, before=before, descending=descending, skip=skip, limit=limit,
+                                      select=select, with_size=with_size)
     body = {"value": values}
     if more:
-        state = ["m", folder_id, descending, last, select, top, with_size]
-        body["@odata.nextLink"] = (f"{request.base}/me/mailFolders/{_quote(folder)}/messages"
-                                   f"?$skiptoken={_token(state)}")
+        query = {**request.query, "$skip": str(skip + limit)}
+        body["@odata.nextLink"] = (f"{request.base}/me/mailFolders/{_quote(folder)}/messages?"
+                                   + urllib.parse.urlencode(query, quote_via=urllib.parse.quote, safe="$,()='"))
     return 200, headers, body
 
 
@@ -285,6 +300,37 @@ def send_mail(world, request):
     return 202, {}, None
 
 
+def search_messages(world, request):
+    """GET /me/messages: only ``$filter=internetMessageId eq '<id>'`` (what the sender's proof asks)."""
+    _allow(request, "$select", "$filter", "$top")
+    match = re.fullmatch(r"\s*internetMessageId\s+eq\s+'((?:[^']|'')*)'\s*", request.query.get("$filter", ""))
+    if not match:
+        raise GraphError(400, "BadRequest", "The fake Graph server lists /me/messages only with "
+                         "$filter=internetMessageId eq '<id>'.")
+    select = _select(request)
+    found = world.find_internet_id(match.group(1).replace("''", "'"))
+    return 200, {}, {"value": [world.message_json(msg_id, select) for msg_id in found]}
+
+
+def create_message(world, request):
+    """POST /me/messages: only the MIME form (base64 body, Content-Type text/plain)."""
+    if not request.headers.get("content-type", "").startswith("text/plain"):
+        raise GraphError(400, "BadRequest", "The fake Graph server creates messages from MIME only.")
+    try:
+        mime = base64.b64decode(request.body, validate=True)
+    except binascii.Error:
+        raise GraphError(400, "ErrorMimeContentInvalidBase64String",
+                         "Invalid base64 string for MIME content.") from None
+    if not mime.strip():
+        raise GraphError(400, "ErrorMimeContentInvalid", "The MIME content is empty.")
+    return 201, {}, world.message_json(world.create_draft(mime))
+
+
+def send_draft(world, request, message):
+    world.send_draft(message)
+    return 202, {}, None
+
+
 _ID = r"(?P<{}>[^/]+)"
 ROUTES = [
     ("GET", "/me", me),
@@ -301,6 +347,9 @@ ROUTES = [
     ("GET", "/me/messages/{message}/attachments", attachments),
     ("POST", "/me/messages/{message}/move", move_message),
     ("POST", "/me/sendMail", send_mail),
+    ("GET", "/me/messages", search_messages),
+    ("POST", "/me/messages", create_message),
+    ("POST", "/me/messages/{message}/send", send_draft),
 ]
 _COMPILED = [
     (method, pattern.replace("{folder}", "{id}").replace("{message}", "{id}"),
@@ -348,8 +397,12 @@ def dispatch(world, request, *, step=False):
     return status, headers, payload
 
 
-def batch(world, request):
-    """JSON batching: every step dispatched in order inside the one HTTP request's mailbox slot."""
+def batch(world, request, refused=0):
+    """JSON batching: the steps dispatched in order inside the batch's mailbox slots.
+
+    ``refused``: how many of the first wave (the 4 steps Graph runs at once) found no free slot; they
+    answer 429 MailboxConcurrency on their own, the others run.
+    """
     world.count(world.requests, "POST /$batch")
     fault = world.take_fault("/$batch")
     if fault:
@@ -366,7 +419,14 @@ def batch(world, request):
     except GraphError as error:
         return error.status, {}, error.body()
     responses = []
-    for step in steps:
+    wave = min(len(steps), 4)
+    for number, step in enumerate(steps):
+        if wave - refused <= number < wave:
+            error = GraphError(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.",
+                               {"Retry-After": "1"})
+            responses.append({"id": str(step["id"]), "status": 429, "headers": dict(error.headers),
+                              "body": error.body()})
+            continue
         headers = {key.lower(): str(value) for key, value in (step.get("headers") or {}).items()}
         body = step.get("body")
         raw = json.dumps(body).encode() if isinstance(body, dict | list) else (body or "").encode()

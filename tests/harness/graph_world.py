@@ -315,6 +315,33 @@ class GraphWorld:
             self.sent.append(msg_id)
         return msg_id
 
+    def create_draft(self, mime):
+        """POST /me/messages with MIME: a draft in Drafts, its Message-ID kept."""
+        return self.add_message("drafts", sender=self.user_email, is_read=True, mime=mime, is_draft=True,
+                                received=datetime.datetime.now(datetime.timezone.utc))
+
+    def send_draft(self, msg_id):
+        """POST /me/messages/{id}/send: the draft leaves and lands in Sent Items with the same immutable id."""
+        with self._lock:
+            message = self._message(msg_id)
+            if not message.is_draft:
+                raise GraphError(400, "ErrorInvalidOperation", "Only draft messages can be sent.")
+            message.is_draft = False
+            self.move(msg_id, self.well_known("sentitems"))
+            self.sent.append(msg_id)
+
+    def find_internet_id(self, internet_message_id):
+        """Ids of every message with this Message-ID, in any folder (``$filter=internetMessageId eq``)."""
+        with self._lock:
+            return [msg_id for msg_id, message in self._messages.items()
+                    if message.internet_message_id == internet_message_id]
+
+    def sent_internet_ids(self):
+        """How many times each Message-ID was sent (sendMail or a draft's send): the tests' truth."""
+        with self._lock:
+            return collections.Counter(self._messages[msg_id].internet_message_id if msg_id in self._messages
+                                       else None for msg_id in self.sent)
+
     # ------------------------------------------------------------------ listing
     def _index(self, folder):
         if folder.index is None:
@@ -330,12 +357,19 @@ class GraphWorld:
         start = bisect.bisect_right(keys, tuple(after)) if after else 0
         return keys[start:start + limit], start + limit < len(keys)
 
-    def message_page(self, folder_ref, *, after, descending, limit, select, with_size):
+    def message_page(self, folder_ref, *, before, descending, skip, limit, select, with_size):
+        """One offset page of the folder (received at or before ``before``, a timestamp, when given);
+        (messages JSON, more?)."""
         with self._lock:
             folder = self._folder(folder_ref)
-            keys, more = self._page(folder, after, descending, limit)
-            values = [self._messages[m].json(select, with_size=with_size) for _, m in keys]
-            return folder.id, values, (list(keys[-1]) if keys else None), more
+            keys = self._index(folder)
+            if before is not None:
+                keys = keys[:bisect.bisect_right(keys, (before, "\uffff"))]
+            if descending:
+                keys = keys[::-1]
+            chosen = keys[skip:skip + limit]
+            values = [self._messages[m].json(select, with_size=with_size) for _, m in chosen]
+            return values, skip + limit < len(keys)
 
     # -------------------------------------------------------------------- delta
     def expire_delta(self, folder_id, kind="410", status=410):
@@ -440,20 +474,32 @@ class GraphWorld:
         code = rule.code or DEFAULT_FAULT_CODES.get(rule.status, "UnknownError")
         return GraphError(rule.status, code, f"Injected fault ({code}).", headers)
 
-    def admit(self):
-        """Take a mailbox slot; False (and counted as throttled) past max_concurrency."""
+    def admit(self, slots=1):
+        """Take ``slots`` mailbox slots (a $batch: one per step Graph runs at once, up to 4);
+        False (and counted as throttled) past max_concurrency."""
         with self._slot_lock:
-            self._active += 1
+            self._active += slots
             self.peak_concurrency = max(self.peak_concurrency, self._active)
             if self._active > self.max_concurrency:
-                self._active -= 1
+                self._active -= slots
                 self.throttled += 1
                 return False
             return True
 
-    def release(self):
+    def admit_upto(self, wanted):
+        """A $batch: as many of ``wanted`` slots as are free (0: none, the batch is refused);
+        a batch that gets fewer than it wanted has its other steps of the first wave refused."""
         with self._slot_lock:
-            self._active -= 1
+            self.peak_concurrency = max(self.peak_concurrency, self._active + wanted)
+            got = max(0, min(wanted, self.max_concurrency - self._active))
+            self._active += got
+            if got < wanted:
+                self.throttled += 1
+            return got
+
+    def release(self, slots=1):
+        with self._slot_lock:
+            self._active -= slots
 
     # ------------------------------------------------------------------- tokens
     @staticmethod

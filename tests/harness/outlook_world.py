@@ -73,6 +73,18 @@ class OutlookWorld:
         finally:
             conn.close()
 
+    def load_token(self):
+        """The production callback's twin of Odoo's ``saved_token``: a connection of its own, never the run's."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cr:
+                cr.execute(f"SELECT refresh_token FROM {TOKEN_TABLE} WHERE account_id = %s", [self.account_id])
+                row = cr.fetchone()
+            conn.rollback()
+            return row[0] if row else None
+        finally:
+            conn.close()
+
     def stored_token(self):
         rows = query(self, f"SELECT refresh_token, saved FROM {TOKEN_TABLE} WHERE account_id = %s",
                      [self.account_id])
@@ -83,6 +95,7 @@ class OutlookWorld:
         values = {"email": spec["email"], "graph_url": spec["url"], "authority": spec["authority"],
                   "client_id": spec["client_id"], "client_secret": spec["client_secret"],
                   "refresh_token": self.stored_token()[0] or "", "save_refresh_token": self.save_token,
+                  "load_refresh_token": self.load_token,
                   "ca_file": spec["ca_file"], **self.options, **changes}
         if self.keep_access_token:
             values.update(access_token=self.kept_access[0], access_token_expires=self.kept_access[1],

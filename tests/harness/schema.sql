@@ -151,7 +151,17 @@ CREATE TABLE maildesk_outbox (
     sent_at timestamp,
     sent_remote_id varchar,
     sent_filed bool,
+    handed_over bool,
+    own_copy_pending bool,
     create_date timestamp,
     write_date timestamp,
     CONSTRAINT maildesk_outbox_message_id_uniq UNIQUE (message_id)
+);
+
+-- What a full delta round of a folder listed so far (repositories/folder_seen.py; Odoo: maildesk.folder.seen).
+CREATE TABLE maildesk_folder_seen (
+    id serial PRIMARY KEY,
+    folder_id int4 NOT NULL REFERENCES maildesk_folder(id) ON DELETE CASCADE,
+    remote_id varchar NOT NULL,
+    CONSTRAINT maildesk_folder_seen_folder_remote_uniq UNIQUE (folder_id, remote_id)
 );

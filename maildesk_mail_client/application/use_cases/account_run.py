@@ -55,6 +55,12 @@ class AccountRun:
         self.ctx.checkpoint.commit()
         self.report.mark_committed()
 
+    def limit_waits(self, deadline):
+        """Tell a mailbox that can wait (a throttled provider's Retry-After) when the run must be over:
+        an optional ``deadline`` attribute (time.monotonic()); a wait past it ends the run instead."""
+        if hasattr(self.mailbox, "deadline"):
+            self.mailbox.deadline = deadline
+
     def keep_lease(self):
         if not self.ctx.leases.renew(self.account_id, SYNC_LEASE, self.ctx.holder, self.settings.lease_ttl):
             raise LeaseLost(f"Account {self.account_id}: sync lease lost to another worker.")

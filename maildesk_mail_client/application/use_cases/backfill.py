@@ -64,6 +64,7 @@ def _backfill_folder(run, claimed, deadline, max_messages):
             or folder.sync_state != FolderSyncState.INCREMENTAL):
         return 0
     indexed = None  # stays None if the folder fails: its account is left alone this run
+    run.limit_waits(deadline)
     with folder_errors(run, folder):
         if open_folder(run, folder) is not None:  # None: reset, bootstrap starts it over
             indexed = walk_down(run, folder, max_messages or float("inf"), deadline)

@@ -26,6 +26,7 @@ def bootstrap_account(ctx, account_id, deadline):
 
 
 def _bootstrap(run, deadline):
+    run.limit_waits(deadline)
     if hasattr(run.mailbox, "account_changes"):
         start_feed(run)  # before listing anything: what changes meanwhile is in the feed
     discover_folders(run)

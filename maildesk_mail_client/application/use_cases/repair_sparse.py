@@ -18,6 +18,7 @@ def repair_sparse(ctx, account_id, deadline):
 
 
 def _repair(run, deadline):
+    run.limit_waits(deadline)
     folders = [f for f in run.ctx.folders.list_for_account(run.account_id) if f.selectable]
     for position, folder in enumerate(folders):
         if run.ctx.clock.monotonic() >= deadline:

@@ -23,6 +23,7 @@ def sync_account(ctx, account_id, deadline, max_folders=None):
 
 
 def _sync(run, deadline, max_folders):
+    run.limit_waits(deadline)
     if hasattr(run.mailbox, "account_changes"):
         sync_feed(run, deadline)  # Gmail: one feed for the whole account
         return

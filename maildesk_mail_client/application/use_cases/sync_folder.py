@@ -84,6 +84,18 @@ class _KnownRows:
     def remote_ids(self):
         return self._index.live_remote_ids(self._folder_id)
 
+    def present(self, remote_ids):
+        return self._index.live_among(self._folder_id, remote_ids)
+
+    def remember_listed(self, remote_ids):
+        self._index.remember_listed(self._folder_id, remote_ids)
+
+    def forget_listed(self, remote_ids=None):
+        self._index.forget_listed(self._folder_id, remote_ids)
+
+    def unlisted(self):
+        return self._index.unlisted(self._folder_id)
+
 
 def reconcile_due(run, folder):
     if folder.reconcile_cursor is not None:

@@ -32,8 +32,10 @@ _logger = logging.getLogger(__name__)
 #: msal adds offline_access (a refresh token) and openid/profile itself.
 GRAPH_SCOPES = ("https://graph.microsoft.com/Mail.ReadWrite",)
 
-#: Azure AD's answers that only a person signing in again can fix.
-_REFUSALS = ("invalid_grant", "interaction_required", "invalid_client", "unauthorized_client", "consent_required")
+#: Azure AD's answers that only the user signing in again can fix.
+_REFUSALS = ("invalid_grant", "interaction_required", "consent_required")
+#: ... and those about the app itself (its secret expired, its id is wrong): an administrator's to fix.
+_APP_REFUSALS = ("invalid_client", "unauthorized_client")
 #: an access token this close to its expiry is renewed before use
 _MARGIN = 120
 
@@ -41,6 +43,12 @@ _MARGIN = 120
 def reconnect_message(reason: str) -> str:
     return (f"Microsoft refused the saved sign-in ({reason}): reconnect the account: "
             "MailDesk → Mailboxes → the account → Connect Outlook.")
+
+
+def app_refused_message(reason: str) -> str:
+    return (f"Microsoft refused MailDesk's app registration ({reason}): the app's client secret or id was "
+            "refused: an administrator must update Settings → Outlook Credentials. Reconnecting the account "
+            "will not help until then.")
 
 
 def http_session(config: OutlookConfig, timeout: float | None = None) -> requests.Session:
@@ -72,6 +80,7 @@ class TokenSource:
         self._access = config.access_token if config.access_token and left > _MARGIN else None
         self._expires = time.monotonic() + left if self._access else 0.0
         self._lock = threading.Lock()
+        self._refused_grant = False
         self.refreshes = 0  # how many times Azure AD was asked (benchmarks, tests)
 
     def get(self, force: bool = False, stale: str | None = None) -> str:
@@ -87,6 +96,21 @@ class TokenSource:
     def _refresh(self) -> None:
         if not self._refresh_token:
             raise AuthenticationFailed(reconnect_message("no refresh token is saved"))
+        try:
+            self._redeem()
+        except AuthenticationFailed:
+            # Another worker (the delta cron, the reading pane, Test connection) may have redeemed the
+            # token we hold and saved the one Azure AD rotated in: ours is dead, the account is fine.
+            stored = self._config.load_refresh_token() if self._config.load_refresh_token else None
+            if not stored or stored == self._refresh_token or not self._refused_grant:
+                raise
+            _logger.info("The refresh token of %s was rotated by another worker; using the saved one.",
+                         self._config.email)
+            self._refresh_token = stored
+            self._redeem()
+
+    def _redeem(self) -> None:
+        self._refused_grant = False
         try:
             result = self._application().acquire_token_by_refresh_token(
                 self._refresh_token, scopes=list(GRAPH_SCOPES))
@@ -105,7 +129,10 @@ class TokenSource:
             # error_description never holds a token; it may hold a correlation id worth keeping.
             description = (result.get("error_description") or "").splitlines()[0][:300]
             reason = f"{error}: {description}" if description else error
+            if error in _APP_REFUSALS:
+                raise AuthenticationFailed(app_refused_message(reason))
             if error in _REFUSALS:
+                self._refused_grant = error == "invalid_grant"
                 raise AuthenticationFailed(reconnect_message(reason))
             raise ConnectionFailed(f"Microsoft's sign-in service could not renew the access token ({reason}). "
                                    "The sync will retry.")

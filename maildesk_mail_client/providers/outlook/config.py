@@ -26,6 +26,9 @@ class OutlookConfig:
     client_secret: str = dataclasses.field(default="", repr=False)
     refresh_token: str = dataclasses.field(default="", repr=False)
     save_refresh_token: Callable[[str], None] = dataclasses.field(default=lambda token: None, repr=False)
+    #: the refresh token as saved now (read afresh, outside the caller's transaction): another worker
+    #: may have rotated it since this config was made, and then the one we hold is dead but the account is fine
+    load_refresh_token: Callable[[], str | None] | None = dataclasses.field(default=None, repr=False)
     #: an access token kept from an earlier run, and when it expires (epoch seconds): used while it lives,
     #: so a run every few minutes does not ask Azure AD (and rotate the refresh token) every time
     access_token: str | None = dataclasses.field(default=None, repr=False)

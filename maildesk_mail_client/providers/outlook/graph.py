@@ -13,7 +13,11 @@ URLs:
   off exponentially (with jitter), a bounded number of times, then the run
   ends with ``ConnectionFailed`` and the cron's backoff takes over;
 - ``$batch`` (JSON batching, 20 requests each) retries a step that failed
-  on its own, never the steps that succeeded.
+  on its own, never the steps that succeeded; Graph runs up to 4 steps of
+  a batch at once, so a batch of n steps holds min(n, 4) of the slots and
+  batches go one at a time;
+- no wait outlives the run: past ``deadline`` (or ``max_wait`` in all for
+  one request) the request ends with ``ConnectionFailed``.
 """
 
 from __future__ import annotations
@@ -90,6 +94,10 @@ class GraphClient:
         self.tokens = tokens or TokenSource(config)
         self._session = http_session(config)
         self._slots = threading.BoundedSemaphore(config.max_concurrency)
+        self._batch_slots = threading.Lock()  # a batch takes several slots; two must not each hold half
+        #: time.monotonic() by which the run must be over (set by the engine through the mailbox): a
+        #: wait past it ends the request with ConnectionFailed instead of outliving the run
+        self.deadline: float | None = None
         self._pool = None
         self._pool_lock = threading.Lock()
         #: requests sent, by kind ("GET", "POST $batch", "retry 429", ...): benchmarks and tests read it
@@ -119,19 +127,23 @@ class GraphClient:
         return self.check(self.send("GET", path, params=params, page_size=page_size, what=what), what)
 
     def send(self, method, path, *, params=None, json=None, page_size=None, what="reading the mailbox",
-             stream=False) -> requests.Response:
-        """One request, retried while the answer says "later"; the last answer is returned as is."""
+             stream=False, slots=1) -> requests.Response:
+        """One request, retried while the answer says "later"; the last answer is returned as is.
+
+        ``slots``: how many of the mailbox's concurrent requests it is (a ``$batch`` of n steps: up to 4).
+        """
         url = self.url(path)
         prefer = IMMUTABLE_IDS + (f", odata.maxpagesize={page_size}" if page_size else "")
         headers = {"Prefer": prefer, "Accept": "application/json"}
         refreshed = renew = False
         token = None
+        waited = [0.0]
         for attempt in range(1, self.config.max_tries + 1):
             token = self.tokens.get(force=renew, stale=token)
             renew = False
             headers["Authorization"] = "Bearer " + token
             try:
-                with self._slots:
+                with _Held(self._holding(slots), self.config.timeout):
                     self.counts[f"{method} {'$batch' if path.endswith('/$batch') else ''}".strip()] += 1
                     response = self._session.request(method, url, params=params, json=json, headers=headers,
                                                      timeout=self.config.timeout, stream=stream)
@@ -139,10 +151,11 @@ class GraphClient:
                 raise ConnectionFailed(f"The TLS handshake with Microsoft Graph ({self.base}) failed while "
                                        f"{what}: {type(error).__name__}. Check the CA bundle.", kind="tls") from error
             except requests.Timeout as error:
-                self._pause(attempt, None, f"no answer within {self.config.timeout:g} s", what, "timeout", error)
+                self._pause(attempt, None, f"no answer within {self.config.timeout:g} s", what, "timeout", error,
+                            waited)
                 continue
             except requests.ConnectionError as error:
-                self._pause(attempt, None, "the connection failed", what, "network", error)
+                self._pause(attempt, None, "the connection failed", what, "network", error, waited)
                 continue
             status = response.status_code
             if status == 401 and not refreshed:
@@ -154,21 +167,37 @@ class GraphClient:
                 code, message = error_of(_json(response))
                 response.close()
                 self.counts[f"retry {status}"] += 1
-                self._pause(attempt, wait, f"HTTP {status} {code or ''}".strip(), what, "network", None)
+                self._pause(attempt, wait, f"HTTP {status} {code or ''}".strip(), what, "network", None, waited)
                 continue
             return response
         raise AssertionError("unreachable: _pause raises on the last attempt")
 
-    def _pause(self, attempt, wait, reason, what, kind, error):
-        """Wait before the next try; on the last one, or when asked to wait too long, give up."""
+    def _holding(self, slots):
+        """``slots`` of the mailbox's concurrent requests, taken together (see ``send``)."""
+        slots = max(1, min(slots, self.config.max_concurrency))
+        if slots == 1:
+            return self._slots
+        return _Slots(self._slots, self._batch_slots, slots)
+
+    def _pause(self, attempt, wait, reason, what, kind, error, waited):
+        """Wait before the next try; on the last one, or when the wait is too long, give up.
+
+        Too long: past the run's deadline (the cron would be killed in its
+        sleep, its lease running out), or more than ``max_wait`` in all for
+        this request. The run then ends with ConnectionFailed and the
+        account's backoff waits instead, holding nothing.
+        """
         if wait is None:
             wait = self.config.backoff_base * 2 ** (attempt - 1)
             wait *= 1 + random.random() / 4  # jitter: workers throttled together do not retry together
-        if attempt >= self.config.max_tries or wait > self.config.max_wait:
-            later = f" (it asks to wait {wait:.0f} s)" if wait > self.config.max_wait else ""
+        late = self.deadline is not None and time.monotonic() + wait > self.deadline
+        if attempt >= self.config.max_tries or wait + waited[0] > self.config.max_wait or late:
+            later = (" (the run's time is up before the wait it asks for)" if late
+                     else f" (it asks to wait {wait:.0f} s)" if wait + waited[0] > self.config.max_wait else "")
             raise ConnectionFailed(f"Microsoft Graph did not serve the request while {what}: {reason}{later}, "
                                    f"after {attempt} tries. The sync will retry later.", kind=kind) from error
         _logger.info("Microsoft Graph: %s while %s; retrying in %.1f s.", reason, what, wait)
+        waited[0] += wait
         time.sleep(wait)
 
     def check(self, response: requests.Response, what: str):
@@ -199,10 +228,9 @@ class GraphClient:
             keys = list(pending)
             chunks = [{key: pending[key] for key in keys[start:start + BATCH_LIMIT]}
                       for start in range(0, len(keys), BATCH_LIMIT)]
-            if len(chunks) == 1:
-                answers = [self._batch_once(chunks[0], what)]
-            else:
-                answers = list(self.pool.map(lambda chunk: self._batch_once(chunk, what), chunks))
+            # One at a time: Graph runs up to 4 steps of a batch at once against the mailbox,
+            # so each batch is 4 of its concurrent requests already.
+            answers = [self._batch_once(chunk, what) for chunk in chunks]
             again, wait = {}, 0.0
             for answer in answers:
                 for key, (status, body, headers) in answer.items():
@@ -217,7 +245,8 @@ class GraphClient:
             if not again:
                 break
             self.counts["batch steps retried"] += len(again)
-            if wait > self.config.max_wait:
+            late = self.deadline is not None and time.monotonic() + wait > self.deadline
+            if wait > self.config.max_wait or late:
                 results.update({key: (429, {}) for key in again})
                 break
             _logger.info("Microsoft Graph: %d batch step(s) throttled or failed while %s; retrying them in "
@@ -232,7 +261,7 @@ class GraphClient:
         payload = {"requests": [
             {"id": number, "method": "GET", "url": chunk[key], "headers": {"Prefer": IMMUTABLE_IDS}}
             for number, key in ids.items()]}
-        body = self.check(self.send("POST", "/$batch", json=payload, what=what), what)
+        body = self.check(self.send("POST", "/$batch", json=payload, what=what, slots=len(chunk)), what)
         answers = {}
         for item in body.get("responses") or ():
             key = ids.get(str(item.get("id")))
@@ -242,3 +271,40 @@ class GraphClient:
             # A step the answer left out is a step to send again.
             answers.setdefault(key, (503, {}, {}))
         return answers
+
+
+class _Slots:
+    """Several permits of one semaphore, taken under a lock so two takers never each hold part."""
+
+    def __init__(self, semaphore, lock, count):
+        self._semaphore, self._lock, self._count = semaphore, lock, count
+
+    def __enter__(self):
+        with self._lock:
+            for _ in range(self._count):
+                self._semaphore.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        for _ in range(self._count):
+            self._semaphore.release()
+
+
+class _Held:
+    """A request's slots, released when it ends; when we gave up waiting for it, only ``linger``
+    seconds later: Exchange is still working on it and counts it against the mailbox's 4."""
+
+    def __init__(self, slots, linger):
+        self._slots, self._linger = slots, linger
+
+    def __enter__(self):
+        self._slots.__enter__()
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if kind is not None and issubclass(kind, requests.Timeout):
+            timer = threading.Timer(self._linger, self._slots.__exit__, (None, None, None))
+            timer.daemon = True
+            timer.start()
+        else:
+            self._slots.__exit__(None, None, None)

@@ -5,9 +5,11 @@
   deltaLink for "from now on" (``$deltatoken=latest``), the pin, so mail
   arriving while the history is walked is the delta's.
 - The walk down: ``messages`` newest first (``$orderby=receivedDateTime
-  desc``), its ``@odata.nextLink`` stored as the folder's
-  ``backfill_cursor``; the next page is fetched while the engine stores
-  this one.
+  desc``), by keyset: the ``backfill_cursor`` is the receivedDateTime of
+  the oldest message indexed (with the ids indexed at that time), and the
+  next page is ``$filter=receivedDateTime le`` it (never Graph's offset
+  nextLink, which mail deleted above the walk would shift); the next page
+  is fetched while the engine stores this one.
 - Changes: ``changes.py`` (messages/delta).
 - The sparse repair and single messages: ``$batch`` of ``GET /me/messages/{id}``.
 
@@ -17,6 +19,7 @@ IdType="ImmutableId"`` on every request), hence ``moves_keep_ids``.
 
 from __future__ import annotations
 
+import json
 import logging
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +30,7 @@ from . import folders as folder_listing
 from .changes import folder_changes, latest_link
 from .config import OutlookConfig
 from .graph import GraphClient, GraphError
-from .mapper import MESSAGE_FIELDS, SIZE_EXPAND, message_meta
+from .mapper import MESSAGE_FIELDS, SIZE_EXPAND, message_meta, utc
 
 _logger = logging.getLogger(__name__)
 
@@ -44,6 +47,49 @@ def _settle(ahead) -> None:
             _logger.debug("A page fetched ahead was not used: %s", error)
 
 
+class Keyset:
+    """Where the walk down stands: the receivedDateTime of the oldest message indexed, and the ids
+    indexed at exactly that time (the next query asks ``le`` that time and leaves them out)."""
+
+    def __init__(self, received: str | None = None, ids=()):
+        self.received, self.ids = received, set(ids)
+
+    @classmethod
+    def parse(cls, text: str | None) -> Keyset:
+        if not text or not text.startswith("{"):
+            return cls()  # the top; an offset link kept by an older version is not trusted
+        value = json.loads(text)
+        return cls(value.get("before"), value.get("ids") or ())
+
+    def dump(self) -> str | None:
+        if self.received is None:
+            return None
+        return json.dumps({"before": self.received, "ids": sorted(self.ids)}, separators=(",", ":"))
+
+    def query(self) -> dict:
+        # No $top: it would fix the size of every later page; odata.maxpagesize is per request.
+        params = {"$select": MESSAGE_FIELDS, "$orderby": "receivedDateTime desc", "$expand": SIZE_EXPAND}
+        if self.received is not None:
+            # Graph wants a property of $orderby in $filter too, first, or it refuses the query as inefficient.
+            params["$filter"] = f"receivedDateTime le {self.received}"
+        return params
+
+    def take(self, item: dict) -> bool:
+        """Whether ``item`` is new to the walk; moves the position down to it."""
+        received = item.get("receivedDateTime")
+        if not received:
+            return True  # Graph always says; if not, indexing it twice is harmless
+        if self.received is not None:
+            here, there = utc(received), utc(self.received)
+            if here > there or (here == there and item["id"] in self.ids):
+                return False
+            if here == there:
+                self.ids.add(item["id"])
+                return True
+        self.received, self.ids = received, {item["id"]}
+        return True
+
+
 class OutlookMailbox:
     provider = "outlook"
     moves_keep_ids = True
@@ -54,6 +100,15 @@ class OutlookMailbox:
         self._identity = None
         self._ahead = None  # ((folder id, cursor, limit), Future[Delta]): the next page of older(), in flight
         self._ahead_pool = None
+
+    @property
+    def deadline(self) -> float | None:
+        """time.monotonic() by which the engine's run must end (the engine sets it): no request waits past it."""
+        return self.graph.deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self.graph.deadline = value
 
     @classmethod
     def open_account(cls, config: OutlookConfig) -> OutlookMailbox:
@@ -128,15 +183,19 @@ class OutlookMailbox:
         return delta
 
     def _page(self, folder: FolderState, cursor: str | None, limit: int) -> Delta:
-        if cursor:
-            url, params = cursor, None
-        else:
-            url = f"/me/mailFolders/{folder.remote_id}/messages"
-            # No $top: it would fix the size of every later page; odata.maxpagesize is per request,
-            # so the 50 shown first and the capped pages after come from one cursor.
-            params = {"$select": MESSAGE_FIELDS, "$orderby": "receivedDateTime desc", "$expand": SIZE_EXPAND}
-        messages = []
-        while url and len(messages) < limit:
+        """Up to ``limit`` messages below the keyset ``cursor``, newest first.
+
+        Never an ``@odata.nextLink`` across calls: Graph's links for this
+        listing are offsets (``$skip=N``), so mail deleted or moved above
+        the walk between two runs would shift unseen messages above the
+        offset and they would never be indexed. Each page asks again for
+        what was received at or before the last message indexed.
+        """
+        position = Keyset.parse(cursor)
+        messages, link, done = [], None, False
+        while len(messages) < limit:
+            url, params = (link, None) if link else (f"/me/mailFolders/{folder.remote_id}/messages",
+                                                     position.query())
             try:
                 page = self.graph.get(url, params=params, page_size=min(limit - len(messages), _MAX_PAGE),
                                       what=f"reading folder {folder.path!r}")
@@ -144,11 +203,23 @@ class OutlookMailbox:
                 if error.status == 404:
                     raise FolderNotFound(f"Folder {folder.path!r} is gone from the mailbox.",
                                          path=folder.path) from error
+                if error.status == 400 and link:
+                    _logger.info("Folder %s: Graph refused a page link (%s); asking from the walk's position.",
+                                 folder.path, error.code or error.status)
+                    link = None
+                    continue
                 raise
-            messages.extend(message_meta(item) for item in page.get("value") or () if item.get("id"))
-            url, params = page.get("@odata.nextLink"), None
-        cursor = {"backfill_cursor": url}
-        if not url:
+            fresh = [item for item in page.get("value") or () if item.get("id") and position.take(item)]
+            messages.extend(message_meta(item) for item in fresh)
+            next_link = page.get("@odata.nextLink")
+            if not next_link:
+                done = True
+                break
+            # A page of nothing new: more messages share the position's time than fit a page.
+            # Only then, and within this call, is the offset link followed.
+            link = None if fresh else next_link
+        cursor = {"backfill_cursor": None if done else position.dump()}
+        if done:
             cursor["backfill_state"] = BackfillState.DONE
         return Delta(upserts=tuple(messages), cursor=cursor)
 

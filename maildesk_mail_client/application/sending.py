@@ -6,7 +6,9 @@ server said no for good: nothing was sent), :class:`SendDeferred` (not now:
 nothing was sent, try later), or :class:`SendUncertain` (the connection
 broke after the whole message was handed over, before the server's answer:
 it may have been accepted). Only the last one needs the proof before any
-new attempt; the engine treats it exactly like a crash at that point.
+new attempt; the engine treats it exactly like a crash at that point, and
+since the message may have gone out, an absent proof is not enough to send
+it again: the row ends ``failed`` / ``unknown`` for the user to check.
 """
 
 from __future__ import annotations
@@ -68,14 +70,23 @@ class OutboxRow:
     max_attempts: int
     last_attempt_at: dt.datetime | None = None
     sent_filed: bool = False
+    #: the attempt may have handed the whole message over (a lost answer, or a crash once the
+    #: transport said it starts the hand-over): an absent proof then does not allow a resend
+    handed_over: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class SendSettings:
-    lease_ttl: int = 120  # seconds; renewed before each message, longer than any transport timeout
+    #: seconds; renewed before each message and, by a heartbeat, all along a transport call (a send to
+    #: many recipients on a slow server can outlast any fixed figure)
+    lease_ttl: int = 120
     backoff_base: int = 60  # seconds after the first temporary failure: 1, 2, 4, ... minutes
     backoff_cap: int = 3600
     #: Seconds an attempt's evidence may take to appear (a server delivers the own-address copy
     #: a moment after it accepted): "not found" counts as "not sent" only after this long.
     proof_wait: int = 120
     batch: int = 50  # messages per run and account before the cron hands over (it is re-triggered)
+    #: the own copy that proves an SMTP send may reach INBOX after it was filed: its removal is
+    #: retried every ``own_copy_retry`` seconds for ``own_copy_window`` seconds after the send
+    own_copy_retry: int = 120
+    own_copy_window: int = 3600

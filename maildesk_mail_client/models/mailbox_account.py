@@ -66,6 +66,10 @@ class MailboxAccount(models.Model):
         "res.users", "maildesk_account_access_rel", "account_id", "user_id",
         string="Shared With", help="Users who may read this shared mailbox, besides its owner.",
     )
+    shared_users_may_send = fields.Boolean(
+        string="Shared Users May Send", default=False, tracking=True,
+        help="Reading a mailbox does not let one send as it: when set, the users it is shared with may also "
+             "send from its address. Its owner and MailDesk administrators always may.")
 
     # IMAP connection
     imap_host = fields.Char(string="IMAP Server")

@@ -18,6 +18,11 @@ _logger = logging.getLogger(__name__)
 DEFAULT_UNDO_SECONDS = 5
 _EDITABLE = ("draft", "failed")
 _DRAFT_FIELDS = ("account_id", "subject", "body_html", "email_to", "email_cc", "email_bcc")
+#: what only the sender (and maildesk_compose, from the source row) sets: never taken from a caller
+_SENDER_FIELDS = ("state", "mime", "mime_size", "send_after", "attempts", "max_attempts", "next_attempt_at",
+                  "last_attempt_at", "last_error", "failure_kind", "sent_at", "sent_remote_id", "sent_filed",
+                  "handed_over", "own_copy_pending", "message_id", "in_reply_to", "references", "compose_mode",
+                  "parent_index_id")
 _PREFIX = {"reply": "Re: ", "reply_all": "Re: ", "forward": "Fwd: "}
 _PREFIX_RE = {"reply": re.compile(r"^\s*(re|aw|sv)\s*:", re.I), "reply_all": re.compile(r"^\s*(re|aw|sv)\s*:", re.I),
               "forward": re.compile(r"^\s*(fwd?|tr)\s*:", re.I)}
@@ -77,6 +82,10 @@ class MaildeskOutbox(models.Model):
                                  help="The Gmail id, Graph id or IMAP UID of the copy in the Sent folder.")
     sent_filed = fields.Boolean(readonly=True, copy=False,
                                 help="The Sent copy is filed and indexed (IMAP appends it after sending).")
+    handed_over = fields.Boolean(readonly=True, copy=False,
+                                 help="The last attempt may have handed the whole message to the server.")
+    own_copy_pending = fields.Boolean(readonly=True, copy=False,
+                                      help="The own copy (SMTP's proof) is still to be removed from INBOX.")
 
     _sql_constraints = [
         ("message_id_uniq", "unique(message_id)", "A Message-ID names one outgoing message."),
@@ -95,11 +104,19 @@ class MaildeskOutbox(models.Model):
     def create(self, vals_list):
         accounts = self.env["mailbox.account"]
         for vals in vals_list:
-            if not self.env.su and vals.get("user_id", self.env.uid) != self.env.uid:
-                raise AccessError(self.env._("An outgoing message belongs to the user who writes it."))
+            if not self.env.su:
+                if vals.get("user_id", self.env.uid) != self.env.uid:
+                    raise AccessError(self.env._("An outgoing message belongs to the user who writes it."))
+                # A caller writes a draft: what the sender owns (state, MIME, the undo window, the
+                # thread headers...) is never taken from it, or a user could queue arbitrary bytes.
+                for name in _SENDER_FIELDS:
+                    vals.pop(name, None)
+                vals["user_id"] = self.env.uid
+                vals["state"] = "draft"
+                self._maildesk_check_may_send(accounts.browse(vals.get("account_id")))
             account = accounts.browse(vals.get("account_id"))
             account.check_access("read")  # one may only write from a mailbox one may read
-            vals["message_id"] = outgoing_mime.new_message_id(account.email)
+            vals["message_id"] = outgoing_mime.new_message_id(account.sudo().email)
             vals.setdefault("state", "draft")
         rows = super().create(vals_list)
         rows._maildesk_own_attachments()
@@ -109,12 +126,14 @@ class MaildeskOutbox(models.Model):
         if not self.env.su:
             if "user_id" in vals or "message_id" in vals:
                 raise AccessError(self.env._("The author and Message-ID of an outgoing message never change."))
-            if {"state", "mime", "attempts"} & set(vals):
-                raise AccessError(self.env._("Only the sender changes the state of an outgoing message."))
+            taken = sorted(set(_SENDER_FIELDS) & set(vals))
+            if taken:
+                raise AccessError(self.env._("Only MailDesk sets these fields of an outgoing message: %s",
+                                             ", ".join(taken)))
             if any(row.state not in _EDITABLE for row in self):
                 raise UserError(self.env._("A message being sent cannot be edited. Undo the send first."))
             if vals.get("account_id"):
-                self.env["mailbox.account"].browse(vals["account_id"]).check_access("read")
+                self._maildesk_check_may_send(self.env["mailbox.account"].browse(vals["account_id"]))
         result = super().write(vals)
         if "attachment_ids" in vals:
             self._maildesk_own_attachments()
@@ -126,27 +145,59 @@ class MaildeskOutbox(models.Model):
         return super().unlink()
 
     def _maildesk_own_attachments(self):
-        """Attachments follow the row's access (ir.attachment checks res_model/res_id)."""
+        """Attachments follow the row's access (ir.attachment checks res_model/res_id).
+
+        An upload not yet tied to a record (the composer's) becomes the draft's. One that belongs
+        to a record (a partner's contract, another draft's file) is never taken from it: the draft
+        gets a copy, so discarding the draft deletes only the copy.
+        """
         for row in self:
             loose = row.attachment_ids.filtered(lambda a, row=row: a.res_model != self._name or a.res_id != row.id)
-            if loose:
-                loose.check_access("read")
-                loose.sudo().write({"res_model": self._name, "res_id": row.id})
+            if not loose:
+                continue
+            loose.check_access("read")
+            belongs = loose.sudo().filtered(lambda a: (a.res_model and a.res_id) or a.res_field)
+            unbound = loose - belongs
+            if unbound:
+                unbound.sudo().write({"res_model": self._name, "res_id": row.id})
+            if belongs:
+                copies = [attachment.copy({"res_model": self._name, "res_id": row.id, "res_field": False})
+                          for attachment in belongs]
+                row.sudo().write({"attachment_ids": [*(fields.Command.unlink(a.id) for a in belongs),
+                                                     *(fields.Command.link(c.id) for c in copies)]})
 
     # ------------------------------------------------------------------
     # RPC for the composer
     # ------------------------------------------------------------------
 
     @api.model
-    def _maildesk_sendable_accounts(self):
-        """The mailboxes the user may read and that can send: an address, and SMTP for IMAP ones.
+    def _maildesk_send_rights_domain(self):
+        """Send rights are not read rights: the owner may send; the users a mailbox is shared with only
+        when its ``shared_users_may_send`` is set; MailDesk administrators from any."""
+        domain = [("active", "=", True)]
+        if self.env.su or self.env.user.has_group("maildesk_mail_client.group_maildesk_admin"):
+            return domain
+        return [*domain, "|", ("user_id", "=", self.env.uid),
+                "&", "&", ("is_shared", "=", True), ("shared_users_may_send", "=", True),
+                ("access_user_ids", "in", self.env.uid)]
 
-        Readers of a shared mailbox may answer from it, as in a shared inbox
-        of Gmail or Outlook; the From list never offers one that would fail.
-        """
+    @api.model
+    def _maildesk_sendable_accounts(self):
+        """The mailboxes the user may send from and that can send: an address, and SMTP for IMAP ones.
+        The From list never offers one that would fail."""
         return self.env["mailbox.account"].search([
-            ("active", "=", True), ("email", "!=", False),
-            "|", ("provider", "!=", "imap"), ("smtp_host", "!=", False)])
+            *self._maildesk_send_rights_domain(),
+            ("email", "!=", False), "|", ("provider", "!=", "imap"), ("smtp_host", "!=", False)])
+
+    @api.model
+    def _maildesk_check_may_send(self, account):
+        if self.env.su:
+            return
+        if not account or not self.env["mailbox.account"].search_count(
+                [*self._maildesk_send_rights_domain(), ("id", "=", account.id)]):
+            raise AccessError(self.env._(
+                "You may not send from this mailbox: it is archived, or it is shared with you for reading only "
+                "(an administrator can allow its users to send from it)."))
 
     @api.model
     def maildesk_compose(self, mode="new", index_id=False, account_id=False):
@@ -169,15 +220,22 @@ class MaildeskOutbox(models.Model):
             raise UserError(self.env._("Connect a mailbox that can send first (an address, and SMTP settings "
                                        "for an IMAP mailbox): there is no account to send from."))
         account.check_access("read")
-        vals = {"account_id": account.id, "compose_mode": mode, "parent_index_id": source.id or False}
+        vals = {"account_id": account.id}
+        # Set from the source row only, never from a caller: see create().
+        owned = {"compose_mode": mode, "parent_index_id": source.id or False}
         body = ""
         if source:
-            vals.update(self._maildesk_answer_values(mode, source, account))
+            answer = self._maildesk_answer_values(mode, source, account)
+            for name in ("in_reply_to", "references"):
+                if name in answer:
+                    owned[name] = answer.pop(name)
+            vals.update(answer)
             body = self._maildesk_quote(source, mode)
         signature = self.env["maildesk.signature"]._maildesk_for(account)
         vals["body_html"] = "<p><br></p>" + (f"<div class='maildesk_signature'>{signature}</div>" if signature
                                              else "") + body
         row = self.create(vals)
+        row.sudo().write(owned)
         if mode == "forward" and source:
             row._maildesk_copy_attachments(source)
         return row._maildesk_draft_dict(accounts)
@@ -319,6 +377,7 @@ class MaildeskOutbox(models.Model):
         row.check_access("write")
         if row.state not in _EDITABLE:
             raise UserError(self.env._("This message is already being sent."))
+        self._maildesk_check_may_send(row.account_id)
         row._maildesk_check_sendable()
         mime = row._maildesk_build_mime()
         now = fields.Datetime.now()
@@ -345,6 +404,8 @@ class MaildeskOutbox(models.Model):
                for entry in outgoing_mime.invalid_addresses(field or "")]
         if bad:
             raise ValidationError(self.env._("These recipients are not valid addresses: %s", ", ".join(bad)))
+        if re.search(r"[\r\n]", self.subject or ""):
+            raise UserError(self.env._("The subject cannot contain line breaks: write it on one line."))
         if not self.account_id.email:
             raise ValidationError(self.env._("The account %s has no email address to send from.",
                                              self.account_id.display_name))
@@ -389,6 +450,7 @@ class MaildeskOutbox(models.Model):
         for row in self:
             if row.state != "failed":
                 raise UserError(self.env._("Only a failed message can be retried."))
+            self._maildesk_check_may_send(row.account_id)
         now = fields.Datetime.now()
         for row in self:
             vals = {"state": "queued", "send_after": now, "next_attempt_at": False, "attempts": 0,

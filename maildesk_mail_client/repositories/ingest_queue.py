@@ -14,7 +14,7 @@ says when a person last changed it).
 
 import datetime as dt
 
-from ..application.use_cases.ingest import QueueItem, ScannedRow
+from ..application.use_cases.ingest import QueueItem, ScannedRow, synthetic_index_id
 from .account_lease import _read_committed
 from .ui_cache import UiCacheRepository
 
@@ -69,8 +69,29 @@ class IngestQueueRepository:
         return self.cr.fetchone()[0]
 
     def settled(self, xid: int) -> bool:
-        # A statement of its own: at READ COMMITTED each one takes a fresh snapshot.
-        self.cr.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 >= %s", [xid])
+        """No other transaction older than ``xid`` can still commit rows into the index.
+
+        Only the writers of ``maildesk_message_index`` matter: an insert holds
+        RowExclusiveLock on it until its transaction ends, and has an xid. Any
+        other open transaction (Odoo's cron runner keeps the job's ``ir_cron``
+        row locked in a cursor of its own for the whole job, a long report...)
+        cannot add rows below the mark, so waiting for it would wait forever.
+        ``backend_xid`` is 32 bits: it is older than the horizon when the
+        horizon is less than 2^31 transactions ahead of it (wraparound order).
+        """
+        self.cr.execute(
+            """
+            SELECT NOT EXISTS (
+                SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.locktype = 'relation' AND l.relation = 'maildesk_message_index'::regclass
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND l.mode = 'RowExclusiveLock' AND l.granted AND l.pid <> pg_backend_pid()
+                   AND a.backend_xid IS NOT NULL
+                   AND ((%(h)s - a.backend_xid::text::int8) %% 4294967296 + 4294967296) %% 4294967296
+                       BETWEEN 1 AND 2147483647)
+            """,
+            {"h": int(xid) & 0xFFFFFFFF},
+        )
         return self.cr.fetchone()[0]
 
     def scan_marks(self) -> dict[int, int]:
@@ -83,7 +104,10 @@ class IngestQueueRepository:
             """
             SELECT i.id, i.account_id, i.message_id, i.to_addresses, i.cc_addresses, i.in_reply_to,
                    i.references_header, f.role, COALESCE(i.is_draft, false), COALESCE(i.deleted_on_server, false),
-                   COALESCE(i.needs_refetch, false)
+                   COALESCE(i.needs_refetch, false),
+                   i.message_id IS NOT NULL AND EXISTS (
+                       SELECT 1 FROM maildesk_message_index s JOIN maildesk_folder sf ON sf.id = s.folder_id
+                        WHERE s.message_id = i.message_id AND s.account_id = i.account_id AND sf.role = 'sent')
               FROM maildesk_message_index i
               JOIN maildesk_folder f ON f.id = i.folder_id
              WHERE i.id > %s AND i.id <= %s
@@ -99,6 +123,16 @@ class IngestQueueRepository:
         if not ids:
             return set()
         self.cr.execute("SELECT DISTINCT message_id FROM mail_message WHERE message_id = ANY(%s::varchar[])", [ids])
+        return {row[0] for row in self.cr.fetchall()}
+
+    def sent_message_ids(self, ids: list[str]) -> set[str]:
+        """Those Odoo sent: a mail or a chatter message with an author, not a note's tracking or a
+        system notification (a reply to one of those is what Odoo's routing threads)."""
+        if not ids:
+            return set()
+        self.cr.execute(
+            "SELECT DISTINCT message_id FROM mail_message WHERE message_id = ANY(%s::varchar[]) "
+            "AND message_type IN ('email', 'comment', 'email_outgoing') AND author_id IS NOT NULL", [ids])
         return {row[0] for row in self.cr.fetchall()}
 
     def enqueue(self, rows, now: dt.datetime) -> int:
@@ -176,6 +210,9 @@ class IngestQueueRepository:
     def locate(self, item: QueueItem):
         """Where the message is now: its queued row, or another live row of the account with its
         Message-ID (an IMAP move gives the message a new row)."""
+        if synthetic_index_id(item.message_id) is not None:
+            # Queued without a Message-ID: only its own row names it.
+            return UiCacheRepository(self.cr).locate(item.index_id) if item.index_id else None
         self.cr.execute(
             """
             SELECT id FROM maildesk_message_index

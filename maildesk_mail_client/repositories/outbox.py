@@ -7,6 +7,8 @@ same row. Callers commit after each transition: ``sending`` is durable
 before any transport is called.
 """
 
+import datetime as dt
+
 from ..application.outgoing_mime import Outgoing, recipients
 from ..application.sending import OutboxRow
 
@@ -14,11 +16,12 @@ TABLE = "maildesk_outbox"
 
 #: every column this module writes; an Odoo test checks they are model fields
 COLUMNS = ("state", "attempts", "last_attempt_at", "next_attempt_at", "last_error", "failure_kind", "sent_at",
-           "sent_remote_id", "sent_filed", "write_date")
+           "sent_remote_id", "sent_filed", "handed_over", "own_copy_pending", "write_date")
 
 _ROW = f"""
     SELECT o.id, o.account_id, o.message_id, o.mime, o.email_to, o.email_cc, o.email_bcc, o.state, o.attempts,
-           COALESCE(o.max_attempts, 5), o.last_attempt_at, COALESCE(o.sent_filed, false), a.email
+           COALESCE(o.max_attempts, 5), o.last_attempt_at, COALESCE(o.sent_filed, false), a.email,
+           COALESCE(o.handed_over, false)
       FROM {TABLE} o JOIN mailbox_account a ON a.id = o.account_id
 """
 
@@ -28,19 +31,20 @@ _FILING_DAYS = 1
 
 def _row(values) -> OutboxRow:
     (row_id, account_id, message_id, mime, to, cc, bcc, state, attempts, max_attempts, last_attempt_at,
-     sent_filed, email) = values
+     sent_filed, email, handed_over) = values
     envelope = recipients(Outgoing(from_name="", from_email=email or "", message_id=message_id or "",
                                    to=to or "", cc=cc or "", bcc=bcc or ""))
     return OutboxRow(id=row_id, account_id=account_id, message_id=message_id, mime=bytes(mime or b""),
                      envelope_from=email or "", recipients=tuple(envelope), state=state, attempts=attempts or 0,
-                     max_attempts=max_attempts, last_attempt_at=last_attempt_at, sent_filed=sent_filed)
+                     max_attempts=max_attempts, last_attempt_at=last_attempt_at, sent_filed=sent_filed,
+                     handed_over=handed_over)
 
 
 class OutboxRepository:
     def __init__(self, cr):
         self.cr = cr
 
-    def due_accounts(self, now, providers):
+    def due_accounts(self, now, providers, own_copy_window=3600):
         """Accounts with something to send, to prove, or a Sent copy to file."""
         self.cr.execute(
             f"""
@@ -51,10 +55,12 @@ class OutboxRepository:
                     OR (o.state = 'sending' AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= %(now)s))
                     OR (o.state = 'sent' AND NOT COALESCE(o.sent_filed, false)
                         AND o.sent_at > %(now)s - interval '{_FILING_DAYS} day'
+                        AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= %(now)s))
+                    OR (o.state = 'sent' AND o.own_copy_pending AND o.sent_at > %(own_since)s
                         AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= %(now)s)))
              ORDER BY o.account_id
             """,
-            {"now": now, "providers": list(providers)},
+            {"now": now, "providers": list(providers), "own_since": now - dt.timedelta(seconds=own_copy_window)},
         )
         return [account_id for (account_id,) in self.cr.fetchall()]
 
@@ -95,12 +101,51 @@ class OutboxRepository:
         )
         return [_row(values) for values in self.cr.fetchall()]
 
+    def own_copies_pending(self, account_id, now, window):
+        """Sent rows whose own copy (the proof) was not in INBOX yet when the Sent copy was filed."""
+        # Past the window the copy is left where it is (it may have been read, moved, filtered).
+        self.cr.execute(f"""UPDATE {TABLE} SET own_copy_pending = false, next_attempt_at = NULL
+                             WHERE account_id = %s AND state = 'sent' AND own_copy_pending
+                               AND sent_at <= %s""", [account_id, now - dt.timedelta(seconds=window)])
+        self.cr.execute(
+            _ROW + """
+             WHERE o.account_id = %s AND o.state = 'sent' AND o.own_copy_pending
+               AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= %s)
+             ORDER BY o.id FOR UPDATE OF o SKIP LOCKED
+            """,
+            [account_id, now],
+        )
+        return [_row(values) for values in self.cr.fetchall()]
+
+    def own_copy_done(self, row_id, now, retry_at=None):
+        """``retry_at`` None: removed (or nothing to remove); else look again then."""
+        self.cr.execute(
+            f"""UPDATE {TABLE} SET own_copy_pending = %s, next_attempt_at = %s, write_date = %s
+                 WHERE id = %s AND state = 'sent'""",
+            [retry_at is not None, retry_at, now, row_id])
+
+    def mark_handover(self, row_id, now):
+        """The transport starts handing the whole message over: from now on it may be accepted."""
+        self.cr.execute(f"UPDATE {TABLE} SET handed_over = true WHERE id = %s AND state = 'sending'", [row_id])
+
+    def fail_inactive(self, now, message):
+        """Rows of archived accounts are never sent: fail them with a reason instead of leaving them queued.
+        One caught in ``sending`` (archived mid-send) may have gone out: its kind is unknown."""
+        self.cr.execute(
+            f"""UPDATE {TABLE} o SET state = 'failed', last_error = %s,
+                       failure_kind = CASE WHEN o.state = 'sending' THEN 'unknown' ELSE 'permanent' END,
+                       next_attempt_at = NULL, write_date = %s
+                  FROM mailbox_account a
+                 WHERE a.id = o.account_id AND NOT COALESCE(a.active, true) AND o.state IN ('queued', 'sending')""",
+            [message, now])
+        return self.cr.rowcount
+
     def claim_next(self, account_id, now):
         """The oldest due queued row of the account, now ``sending`` with one more attempt; or None."""
         self.cr.execute(
             f"""
             UPDATE {TABLE} SET state = 'sending', attempts = COALESCE(attempts, 0) + 1, last_attempt_at = %(now)s,
-                   next_attempt_at = NULL, write_date = %(now)s
+                   next_attempt_at = NULL, handed_over = false, write_date = %(now)s
              WHERE id = (SELECT id FROM {TABLE}
                           WHERE account_id = %(account)s AND state = 'queued' AND send_after <= %(now)s
                             AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
@@ -116,7 +161,7 @@ class OutboxRepository:
         """A row in ``sending`` proven not sent: one more attempt, starting now."""
         self.cr.execute(
             f"""UPDATE {TABLE} SET attempts = COALESCE(attempts, 0) + 1, last_attempt_at = %s, next_attempt_at = NULL,
-                       write_date = %s WHERE id = %s AND state = 'sending'""",
+                       handed_over = false, write_date = %s WHERE id = %s AND state = 'sending'""",
             [now, now, row_id])
         return self.cr.rowcount == 1
 
@@ -133,11 +178,13 @@ class OutboxRepository:
             [now, remote_id, filed, now, row_id])
         return self.cr.rowcount == 1
 
-    def mark_filed(self, row_id, now, remote_id=None):
+    def mark_filed(self, row_id, now, remote_id=None, own_copy_retry_at=None):
+        """``own_copy_retry_at``: the own copy was not in INBOX yet; look for it again then."""
         self.cr.execute(
             f"""UPDATE {TABLE} SET sent_filed = true, sent_remote_id = COALESCE(%s, sent_remote_id),
-                       next_attempt_at = NULL, write_date = %s WHERE id = %s AND state = 'sent'""",
-            [remote_id, now, row_id])
+                       own_copy_pending = %s, next_attempt_at = %s, write_date = %s
+                 WHERE id = %s AND state = 'sent'""",
+            [remote_id, own_copy_retry_at is not None, own_copy_retry_at, now, row_id])
 
     def filing_failed(self, row_id, now, retry_at, message):
         self.cr.execute(
@@ -152,12 +199,13 @@ class OutboxRepository:
                        write_date = %s WHERE id = %s AND state = 'sending'""",
             [retry_at, message, now, row_id])
 
-    def await_proof(self, row_id, now, check_at, message):
+    def await_proof(self, row_id, now, check_at, message, handed_over=False):
         """Maybe sent: stays ``sending`` until the proof says which."""
         self.cr.execute(
-            f"""UPDATE {TABLE} SET next_attempt_at = %s, last_error = %s, write_date = %s
+            f"""UPDATE {TABLE} SET next_attempt_at = %s, last_error = %s, write_date = %s,
+                       handed_over = COALESCE(handed_over, false) OR %s
                  WHERE id = %s AND state = 'sending'""",
-            [check_at, message, now, row_id])
+            [check_at, message, now, handed_over, row_id])
 
     def fail(self, row_id, now, message, kind):
         self.cr.execute(

@@ -22,6 +22,8 @@ CREATE TABLE mail_message (
     id serial PRIMARY KEY,
     message_id varchar,
     model varchar,
-    res_id int4
+    res_id int4,
+    message_type varchar DEFAULT 'email',
+    author_id int4 DEFAULT 1
 );
 CREATE INDEX mail_message__message_id_index ON mail_message (message_id);

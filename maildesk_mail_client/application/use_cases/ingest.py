@@ -6,19 +6,28 @@ Two steps, each its own cron, each safe when two workers run it at once:
     walks the index rows indexed since the last scan (a high-water mark of
     index ids per account) and queues the ones Odoo wants: mail whose To or
     Cc names an Odoo alias, and replies whose In-Reply-To / References name
-    a Message-ID Odoo knows (``mail.message.message_id``, what Odoo's own
-    routing looks for). Queueing is ``ON CONFLICT DO NOTHING`` on (account,
-    Message-ID), so a row seen twice, or the same message in three Gmail
-    labels, is queued once.
+    a Message-ID Odoo *sent* (a ``mail.message`` of type email / comment
+    with an author: something that went out, not an internal note or a
+    tracking message). The user's own sent mail is never queued (rows of a
+    Sent folder, or whose Message-ID the account also holds in its Sent
+    folder: Gmail's All Mail). Queueing is ``ON CONFLICT DO NOTHING`` on
+    (account, Message-ID), so a row seen twice, or the same message in
+    three Gmail labels, is queued once. Aliased mail without a Message-ID
+    is queued under a stable synthetic one (:func:`synthetic_message_id`),
+    which the import writes into the message so Odoo stores it and a second
+    import finds it.
 
     A mark by id is only right if no row below it can still appear: ids are
     taken from a sequence when a row is inserted, and commits may come in
     another order. So a scan first takes the last id handed out, then the
     oldest transaction id still to come, and waits (``settle_seconds``) until
-    every transaction that was running then has ended: every row up to that
-    id is then committed or never will be, and the mark may pass it. A
-    writer that stays open longer delays the scan to its next run; nothing
-    is skipped. A row still being described (``needs_refetch``: a thin Graph
+    every transaction that was then *writing the index* has ended: every row
+    up to that id is then committed or never will be, and the mark may pass
+    it. Only writers of the index count (``IngestQueue.settled``): Odoo's
+    cron runner holds a transaction open on the job's ``ir_cron`` row for
+    the whole job, and waiting for every older transaction would wait for
+    that one forever. A writer that stays open longer delays the scan to
+    its next run; nothing is skipped. A row still being described (``needs_refetch``: a thin Graph
     delta row, a message the server refused) holds its account's mark until
     the repair fills it or gives up, so its To/Cc are read once known.
 
@@ -54,7 +63,18 @@ _logger = logging.getLogger(__name__)
 MAX_REFERENCES = 32
 _MSGID = re.compile(r"<[^<>]+>")
 #: folders whose mail is not mail someone sent to Odoo
-SKIPPED_ROLES = frozenset({"drafts", "junk", "trash"})
+SKIPPED_ROLES = frozenset({"drafts", "junk", "trash", "sent"})
+_SYNTHETIC = re.compile(r"^<maildesk-index-\d+-(\d+)@maildesk>$")
+
+
+def synthetic_message_id(account_id: int, index_id: int) -> str:
+    """The Message-ID queued for an index row that has none (stable: the same row gives the same id)."""
+    return f"<maildesk-index-{account_id}-{index_id}@maildesk>"
+
+
+def synthetic_index_id(message_id: str) -> int | None:
+    match = _SYNTHETIC.match(message_id or "")
+    return int(match[1]) if match else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +121,7 @@ class ScannedRow:
     is_draft: bool
     deleted: bool
     incomplete: bool  # needs_refetch: its details may still change
+    in_sent: bool = False  # the account holds this Message-ID in a Sent folder: the user's own mail
 
     def reference_ids(self) -> list[str]:
         # As Odoo: References if any, else In-Reply-To; "reply_to" ids are Odoo's own decoys.
@@ -129,6 +150,7 @@ class IngestQueue(Protocol):
     def scan_marks(self) -> dict[int, int]: ...
     def scan_rows(self, after: int, upto: int, limit: int) -> list[ScannedRow]: ...
     def known_message_ids(self, ids: list[str]) -> set[str]: ...
+    def sent_message_ids(self, ids: list[str]) -> set[str]: ...
     def enqueue(self, rows: list[tuple[int, int, str]], now: dt.datetime) -> int: ...
     def save_marks(self, marks: dict[int, int]) -> None: ...
     def claim(self, now: dt.datetime, lease_until: dt.datetime, limit: int) -> list[QueueItem]: ...
@@ -184,15 +206,19 @@ class ImportReport:
 # -- scan -------------------------------------------------------------------------------
 
 
-def wanted(row: ScannedRow, book: AliasBook, known: set[str]) -> bool:
-    """Does Odoo want this row? ``known``: the Message-IDs of the batch that Odoo has."""
-    if not row.message_id or row.deleted or row.is_draft or row.folder_role in SKIPPED_ROLES:
+def wanted(row: ScannedRow, book: AliasBook, known: set[str], sent: set[str] | None = None) -> bool:
+    """Does Odoo want this row? ``known``: the Message-IDs of the batch that Odoo has; ``sent``: those
+    of them Odoo sent (a reply to one of those belongs in its thread). ``sent`` None: ``known``."""
+    if row.deleted or row.is_draft or row.folder_role in SKIPPED_ROLES or row.in_sent:
         return False
-    if row.message_id in known:
+    if row.message_id and row.message_id in known:
         return False  # Odoo has this very message (its own notification, or already imported)
     if book.names(row.to_addresses) or book.names(row.cc_addresses):
         return True
-    return any(ref in known for ref in row.reference_ids())
+    if not row.message_id:
+        return False  # a reply without a Message-ID: Odoo's routing could not thread it either
+    sent = known if sent is None else sent
+    return any(ref in sent for ref in row.reference_ids())
 
 
 def scan(ports: IngestPorts, deadline: float) -> ScanReport:
@@ -225,6 +251,7 @@ def scan(ports: IngestPorts, deadline: float) -> ScanReport:
         end = rows[-1].id if len(rows) == settings.scan_batch else limit
         refs = {ref for row in rows for ref in (row.message_id, *row.reference_ids()) if ref}
         known = queue.known_message_ids(sorted(refs))
+        sent = queue.sent_message_ids(sorted(known)) if known else set()
         picked = []
         for row in rows:
             if row.account_id not in marks or row.id <= marks[row.account_id]:
@@ -232,8 +259,9 @@ def scan(ports: IngestPorts, deadline: float) -> ScanReport:
             report.scanned += 1
             if row.incomplete:
                 held.setdefault(row.account_id, row.id - 1)
-            if wanted(row, book, known):
-                picked.append((row.account_id, row.id, row.message_id))
+            if wanted(row, book, known, sent):
+                picked.append((row.account_id, row.id,
+                               row.message_id or synthetic_message_id(row.account_id, row.id)))
         report.queued += queue.enqueue(picked, clock.now())
         queue.save_marks({account: max(mark, min(end, held.get(account, end))) for account, mark in marks.items()})
         # Each batch is committed with its marks; the scan lock goes with the commit, so take it again.
@@ -297,7 +325,7 @@ def _import_one(ports, item, mailboxes, report):
     try:
         existing = queue.existing_message(item.message_id)
         if existing is None:
-            raw = _raw(ports, item, mailboxes)
+            raw = _with_message_id(_raw(ports, item, mailboxes), item.message_id)
             # The lock, then a fresh look: the same message queued by another account may
             # have been imported by another worker meanwhile (READ COMMITTED sees it).
             queue.lock_message(item.message_id)
@@ -352,6 +380,17 @@ def _raw(ports, item, mailboxes) -> bytes:
         raise MessageGone("The message changed on the server since it was indexed; it will be indexed again "
                           "at the next sync.")
     return raw
+
+
+def _with_message_id(raw: bytes, message_id: str) -> bytes:
+    """A message queued under a synthetic Message-ID carries it, so Odoo stores it (a later import finds it)."""
+    if synthetic_index_id(message_id) is None:
+        return raw
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    if re.search(rb"(?im)^message-id:[ \t]*\S", head):
+        return raw
+    newline = b"\r\n" if b"\r\n" in head or not head else b"\n"
+    return b"Message-ID: " + message_id.encode("ascii") + newline + raw
 
 
 def _reason(error: Exception) -> str:

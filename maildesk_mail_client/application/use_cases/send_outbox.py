@@ -18,9 +18,15 @@ Rules that make "never twice" hold:
   answer was lost: ``SendUncertain``). Before anything else, the holder
   asks the transport for the proof (``find_sent``): found → ``sent``;
   not found once the evidence had ``proof_wait`` seconds to appear → sent
-  again; no way to tell (``ProofUnavailable``) → ``failed`` with
-  failure kind ``unknown`` and a message asking the user to check, then
-  Retry or Discard. It is never sent again blindly.
+  again, but only when the earlier attempt provably did not hand the whole
+  message over (``handed_over`` false: the transport marks, committed, the
+  moment it starts the hand-over, and a lost answer sets it). Otherwise, or
+  with no way to tell (``ProofUnavailable``) → ``failed`` with failure
+  kind ``unknown`` and a message asking the user to check, then Retry or
+  Discard. It is never sent again blindly.
+- The lease is renewed by a heartbeat all along the transport call, so a
+  send slower than the lease (many recipients on a slow server) is never
+  taken over and sent again by a second worker.
 - Only errors that say "nothing was sent" (``SendDeferred``,
   ``ConnectionFailed`` before the message went out) allow a plain retry;
   anything unexpected after the transport was called is treated as
@@ -32,9 +38,11 @@ Rules that make "never twice" hold:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -47,6 +55,10 @@ from ..sending import ProofUnavailable, SendDeferred, SendRefused, SendSettings,
 _logger = logging.getLogger(__name__)
 
 SEND_LEASE = "send"
+ARCHIVED_MESSAGE = ("The account this message was to be sent from is archived (or was removed from "
+                    "MailDesk), so it was not sent. Choose another account and send it again, or Discard.")
+UNCERTAIN_MESSAGE = ("The server may have accepted this message before the connection broke; check the "
+                     "recipient or your Sent folder, then Retry or Discard.")
 
 
 @dataclasses.dataclass
@@ -91,14 +103,20 @@ class _LeaseLost(Exception):
 def send_due(ports: SendPorts, deadline: float) -> tuple[int, int]:
     """Every account with due rows, until ``deadline``. Returns (accounts done, accounts left)."""
     ports.checkpoint.commit()
-    accounts = ports.outbox.due_accounts(ports.clock.now(), ports.providers)
+    ports.outbox.fail_inactive(ports.clock.now(), ARCHIVED_MESSAGE)
+    accounts = ports.outbox.due_accounts(ports.clock.now(), ports.providers, ports.settings.own_copy_window)
     ports.checkpoint.commit()
     done = left = 0
     for position, account_id in enumerate(accounts):
         if time.monotonic() >= deadline:
             left += len(accounts) - position
             break
-        report = send_account(ports, account_id, deadline)
+        try:
+            report = send_account(ports, account_id, deadline)
+        except Exception:  # one account's surprise is that account's: the others still send
+            _logger.exception("Account %s: the sender run failed unexpectedly.", account_id)
+            ports.checkpoint.rollback()
+            report = None
         done += 1
         if report is not None and report.remaining:
             left += 1
@@ -136,6 +154,9 @@ class _Sender:
         self.report = report
         self.settings = ports.settings
         self._transport = None
+        #: one user of the database connection at a time: the lease heartbeat and the hand-over mark
+        #: both run while the main thread is inside a transport call
+        self._db = threading.Lock()
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -172,11 +193,12 @@ class _Sender:
         try:
             for row in self.ports.outbox.in_flight(self.account_id, self.now()):
                 self.commit()
-                self.resolve(row)
+                self.resolve_or_fail(row)
             for row in self.ports.outbox.unfiled(self.account_id, self.now()):
                 self.commit()
                 self.file(row, None)
             self.commit()
+            self.tidy_own_copies()
             sent = 0
             while True:
                 if time.monotonic() >= deadline or sent >= self.settings.batch:
@@ -208,11 +230,12 @@ class _Sender:
         try:
             self.keep_lease()
             transport = self.transport()
-            copy = transport.send(row.mime, row.envelope_from, row.recipients)
+            with self.heartbeat(), self.handover_mark(transport, row):
+                copy = transport.send(row.mime, row.envelope_from, row.recipients)
         except _LeaseLost:
             raise
         except SendUncertain as error:
-            self.await_proof(row, str(error))
+            self.await_proof(row, str(error), handed_over=True)
             return
         except SendRefused as error:
             self.fail(row, str(error), "permanent")
@@ -238,10 +261,54 @@ class _Sender:
         except Exception as error:
             # Unknown ground: the message may have gone out. Never resend without the proof.
             _logger.exception("Account %s: sending outbox row %s failed unexpectedly.", self.account_id, row.id)
-            self.await_proof(row, f"Unexpected error while sending: {error!r}")
+            self.await_proof(row, f"Unexpected error while sending: {error!r}", handed_over=True)
             return
         self.step("accepted", row)
         self.record_sent(row, copy)
+
+    @contextlib.contextmanager
+    def heartbeat(self):
+        """Renew the lease while the transport works: no second worker may think this one dead."""
+        stop = threading.Event()
+        interval = max(0.2, self.settings.lease_ttl / 3)
+
+        def beat():
+            while not stop.wait(interval):
+                try:
+                    with self._db:
+                        if not self.ports.leases.renew(self.account_id, SEND_LEASE, self.ports.holder,
+                                                       self.settings.lease_ttl):
+                            _logger.warning("Account %s: the send lease was lost during a send.", self.account_id)
+                            return
+                except Exception:  # the next beat tries again; the send itself must go on
+                    _logger.warning("Account %s: renewing the send lease failed.", self.account_id, exc_info=True)
+
+        thread = threading.Thread(target=beat, name=f"maildesk-send-lease-{self.account_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    @contextlib.contextmanager
+    def handover_mark(self, transport, row):
+        """A transport that can say when it starts handing the whole message over (SMTP: just before the
+        DATA payload) gets a hook that commits ``handed_over``: a crash after it is "maybe sent"."""
+        if not hasattr(transport, "handover_hook"):
+            yield
+            return
+
+        def mark():
+            with self._db:
+                self.ports.outbox.mark_handover(row.id, self.now())
+                self.commit()
+
+        transport.handover_hook = mark
+        try:
+            yield
+        finally:
+            transport.handover_hook = None
 
     def record_sent(self, row, copy, proven=False):
         self.ports.outbox.mark_sent(row.id, self.now(), copy.remote_id if copy else None)
@@ -264,7 +331,9 @@ class _Sender:
             self.step("filed", row)
             if copy is not None:
                 self.index_copy(row, copy)
-            self.ports.outbox.mark_filed(row.id, self.now(), copy.remote_id if copy else None)
+            pending = not self.remove_own_copy(row)
+            self.ports.outbox.mark_filed(row.id, self.now(), copy.remote_id if copy else None,
+                                         self.own_copy_retry_at() if pending else None)
             self.commit()
         except _LeaseLost:
             raise
@@ -277,6 +346,29 @@ class _Sender:
                                             f"Sent, but the copy could not be put in the Sent folder: {error}")
             self.commit()
 
+    def remove_own_copy(self, row):
+        """True once the own copy (SMTP's proof) is out of INBOX, or was never there to remove."""
+        transport = self.transport()
+        if not hasattr(transport, "remove_own_copy"):
+            return True
+        try:
+            return transport.remove_own_copy(row.mime, row.message_id)
+        except MailboxError as error:  # a stray own copy is untidy, not wrong: look again later
+            _logger.info("Account %s: the own copy of outbox row %s stays for now: %s", self.account_id, row.id,
+                         error)
+            return False
+
+    def own_copy_retry_at(self):
+        return self.now() + dt.timedelta(seconds=self.settings.own_copy_retry)
+
+    def tidy_own_copies(self):
+        """Own copies that reached INBOX after their Sent copy was filed: removed on a later run."""
+        for row in self.ports.outbox.own_copies_pending(self.account_id, self.now(), self.settings.own_copy_window):
+            done = self.remove_own_copy(row)
+            self.ports.outbox.own_copy_done(row.id, self.now(), None if done else self.own_copy_retry_at())
+            self.commit()
+        self.commit()
+
     def index_copy(self, row, copy):
         folders = [folder for folder in self.ports.folders.list_for_account(self.account_id)
                    if folder.remote_id in copy.folders or folder.path in copy.folders]
@@ -288,6 +380,16 @@ class _Sender:
             self.report.folders_changed.add(folder.id)
 
     # -- a row left in sending ----------------------------------------------------
+
+    def resolve_or_fail(self, row):
+        try:
+            self.resolve(row)
+        except (_LeaseLost, _StopAccount):
+            raise
+        except Exception as error:  # one row's surprise fails that row, visibly; the run goes on
+            _logger.exception("Account %s: checking outbox row %s failed unexpectedly.", self.account_id, row.id)
+            self.ports.checkpoint.rollback()
+            self.fail(row, _unknown_message(f"unexpected error: {error!r}"), "unknown")
 
     def resolve(self, row):
         try:
@@ -316,6 +418,10 @@ class _Sender:
             self.commit()
             self.report.awaiting_proof += 1
             return
+        if row.handed_over:
+            # The whole message may have reached the server: an absent copy is no proof it did not.
+            self.fail(row, UNCERTAIN_MESSAGE, "unknown")
+            return
         if row.attempts >= row.max_attempts:
             self.fail(row, f"Not sent after {row.attempts} attempts.", "temporary")
             return
@@ -339,8 +445,9 @@ class _Sender:
 
     # -- outcomes -----------------------------------------------------------------
 
-    def await_proof(self, row, message):
-        self.ports.outbox.await_proof(row.id, self.now(), self.now(), f"{message} Checking before any new attempt.")
+    def await_proof(self, row, message, handed_over=False):
+        self.ports.outbox.await_proof(row.id, self.now(), self.now(), f"{message} Checking before any new attempt.",
+                                      handed_over=handed_over)
         self.commit()
         self.report.awaiting_proof += 1
 

@@ -6,14 +6,19 @@ message is also addressed, in the envelope only (like a Bcc), to the
 account's own address. A server that accepted the message delivers that
 copy into the account's own mailbox; a server that did not accept it
 delivers nothing. ``find_sent`` looks for the Message-ID in the Sent
-folder (we may have filed it already) and in INBOX (the own copy), over
-IMAP. What this proves, exactly:
+folder (we may have filed it already), in INBOX (the own copy) and in
+Junk / Spam (a filter may have put the own copy there), over IMAP. What
+this proves, exactly:
 
 - found → the server accepted the message (a copy with our unique
   Message-ID cannot exist otherwise): it is recorded sent, never resent;
-- not found, ``proof_wait`` seconds after the attempt started → the
-  server did not accept it (it would have delivered the own copy by then),
-  so sending again cannot double it. This rests on the own copy being
+- not found, ``proof_wait`` seconds after the attempt started, and the
+  attempt never started handing over the DATA payload (``handover_hook``
+  is called, and commits, just before it) → the server cannot have accepted
+  it, so sending again cannot double it. Not found after a hand-over (the
+  answer to DATA lost, or a crash after the hook) is *not* taken as "not
+  sent": the engine fails the row as ``unknown`` for the user to check.
+  The absence of the own copy is only evidence; this rests on it being
   delivered within ``proof_wait`` (120 s by default; local delivery on the
   account's own server usually takes well under a second) and not being
   filtered away before IMAP sees it. A server that discards or
@@ -22,9 +27,11 @@ IMAP. What this proves, exactly:
 - the account has no own address or no IMAP login → ``ProofUnavailable``:
   the row ends ``failed`` / ``unknown`` and the user is asked to check.
 
-Once the Sent copy is filed, the own copy is removed from INBOX (only
-with UIDPLUS, by UID, so nothing else is touched) unless the user
-addressed themselves in To or Cc.
+Once the Sent copy is filed, the own copy is removed from INBOX (by the
+UIDs a Message-ID search finds, so nothing else is touched) unless the
+user addressed themselves in To or Cc. When it arrives later than that,
+``remove_own_copy`` answers False and the engine looks again on later
+runs for a bounded time (``SendSettings.own_copy_window``).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import re
 import smtplib
 
 from ...application.domain import FolderRole
-from ...application.errors import ConnectionFailed, MailboxError
+from ...application.errors import ConnectionFailed
 from ...application.sending import (
     ProofUnavailable,
     SendDeferred,
@@ -66,12 +73,14 @@ def _data_bytes(mime: bytes) -> bytes:
 class SmtpTransport:
     provider = "imap"
     files_sent_copy = False  # SMTP servers do not file sent mail: we APPEND it
+    #: set by the engine for one send: called (it commits) just before the DATA payload goes out
+    handover_hook = None
 
     def __init__(self, smtp: SmtpConfig, imap: ImapConfig | None):
         self.smtp = smtp
         self.imap = imap
         self._session = None
-        self._paths = None  # (Sent, INBOX) paths, listed once per transport
+        self._paths = None  # (Sent, INBOX, Junk) paths, listed once per transport
 
     # -- sending ------------------------------------------------------------------
 
@@ -106,6 +115,8 @@ class SmtpTransport:
             if code != 354:
                 self._command((code, text), "refused to take the message (DATA)", client)
             payload = _data_bytes(mime)
+            if self.handover_hook is not None:
+                self.handover_hook()
             try:
                 client.send(payload)
             except (OSError, smtplib.SMTPException) as error:
@@ -191,23 +202,28 @@ class SmtpTransport:
             sent = next((f.path for f in folders if f.path.lower() in ("sent", "sent items", "sent messages",
                                                                         "inbox.sent")), None)
         inbox = next((f.path for f in folders if f.role == FolderRole.INBOX), "INBOX")
-        return sent, inbox
+        junk = next((f.path for f in folders if f.role == FolderRole.JUNK), None)
+        if junk is None:
+            junk = next((f.path for f in folders if f.path.lower() in ("junk", "spam", "junk e-mail", "junk email",
+                                                                        "inbox.junk", "inbox.spam")), None)
+        return sent, inbox, junk
 
     def find_sent(self, message_id):
         if not (self.smtp.own_address or "").strip():
             raise ProofUnavailable("the account has no email address, so no copy of the message comes back to it")
-        sent, inbox = self._folders()
+        sent, inbox, junk = self._folders()
         if sent is not None:
             uids = self.session().find_message_id(sent, message_id)
             if uids:
                 return SentProof(True, SentCopy(remote_id=str(uids[-1]), folders=(sent,), uid=uids[-1]), where=sent)
-        if self.session().find_message_id(inbox, message_id):
-            return SentProof(True, None, where=inbox)
+        for folder in (inbox, junk):
+            if folder is not None and self.session().find_message_id(folder, message_id):
+                return SentProof(True, None, where=folder)
         return SentProof(False)
 
     def file_sent_copy(self, mime, message_id):
         session = self.session()
-        sent, inbox = self._folders()
+        sent, _inbox, _junk = self._folders()
         if sent is None:
             _logger.info("%s has no Sent folder; the sent message %s is not filed.", self.imap.host, message_id)
             return None
@@ -216,19 +232,22 @@ class SmtpTransport:
         if uid is None:  # no UIDPLUS: find what we just appended
             found = session.find_message_id(sent, message_id)
             uid = found[-1] if found else None
-        self._remove_own_copy(session, inbox, mime, message_id)
         return SentCopy(remote_id=str(uid), folders=(sent,), uid=uid) if uid is not None else None
 
-    def _remove_own_copy(self, session, inbox, mime, message_id):
+    def remove_own_copy(self, mime, message_id) -> bool:
+        """Remove the own copy from INBOX: True when done or nothing is to be removed (the user wrote to
+        themselves, or there is no own address); False when it has not arrived yet. Only the UIDs the
+        Message-ID search finds are deleted, so nothing else is touched."""
         own = (self.smtp.own_address or "").strip().lower()
-        if not own or own in _visible_recipients(mime):
-            return
-        try:
-            uids = session.find_message_id(inbox, message_id)
-            if uids:
-                session.delete_uids(inbox, uids)
-        except MailboxError as error:  # a stray own copy is untidy, not wrong
-            _logger.info("The own copy of %s stays in %s: %s", message_id, inbox, error)
+        if not own or own in _visible_recipients(mime) or self.imap is None:
+            return True
+        session = self.session()
+        _sent, inbox, _junk = self._folders()
+        uids = session.find_message_id(inbox, message_id)
+        if not uids:
+            return False
+        session.delete_uids(inbox, uids)
+        return True
 
     def close(self):
         if self._session is not None:

@@ -130,6 +130,10 @@ class Transport(Protocol):
 
     provider: str
     files_sent_copy: bool  # the server files its own Sent copy (Gmail, Graph); SMTP: we append it
+    #: Every message the server accepted is where ``find_sent`` looks within ``proof_wait`` (Gmail files
+    #: it in SENT as it accepts it; Graph's draft stays a draft until submitted). An absent copy then
+    #: proves "not sent", even after a hand-over whose answer was lost. SMTP cannot promise that.
+    proof_is_complete: bool = False
 
     def send(self, mime: bytes, envelope_from: str, recipients: Sequence[str]) -> SentCopy | None:
         """Hand the message over; the Sent copy when the server names it at once."""

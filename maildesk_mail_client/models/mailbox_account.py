@@ -44,8 +44,8 @@ class MailboxAccount(models.Model):
     _inherit = ["mail.thread", "bus.listener.mixin", "google.gmail.mixin", "microsoft.outlook.mixin"]
     _order = "name, id"
 
-    # Graph, not IMAP: the Outlook provider reads mail through Microsoft Graph.
-    _OUTLOOK_SCOPE = "https://graph.microsoft.com/Mail.ReadWrite"
+    # Graph, not IMAP: the Outlook provider reads and sends mail through Microsoft Graph.
+    _OUTLOOK_SCOPE = "https://graph.microsoft.com/Mail.ReadWrite https://graph.microsoft.com/Mail.Send"
 
     name = fields.Char(required=True, tracking=True)
     email = fields.Char(string="Email Address")

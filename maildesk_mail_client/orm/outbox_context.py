@@ -10,7 +10,6 @@ import dataclasses
 import logging
 import time
 
-from ..application.errors import AccountNotConfigured
 from ..application.sending import SendSettings
 from ..application.use_cases.send_outbox import SendPorts, send_due
 from ..repositories import AccountLeaseRepository, FolderRepository, MessageIndexRepository
@@ -27,21 +26,17 @@ SEND_CRON = "maildesk_mail_client.ir_cron_maildesk_send_outbox"
 
 def transport_for(account):
     """The Transport of one account (sudo record): SMTP + IMAP, Gmail's API, or Graph."""
-    if account.provider in ("gmail", "outlook"):
-        try:
-            if account.provider == "gmail":
-                from ..providers.gmail.transport import GmailTransport
-                from .mailboxes import gmail_config
+    if account.provider == "gmail":
+        # Gmail and Graph file the Sent copy themselves and name it: the engine indexes it at once.
+        from ..providers.gmail.transport import GmailTransport
+        from .mailboxes import gmail_config
 
-                return GmailTransport(gmail_config(account))
-            from ..providers.outlook.transport import OutlookTransport
-            from .mailboxes import outlook_config
+        return GmailTransport(gmail_config(account))
+    if account.provider == "outlook":
+        from ..providers.outlook.transport import OutlookTransport
+        from .mailboxes import outlook_config
 
-            return OutlookTransport(outlook_config(account))
-        except ImportError as error:
-            # Until the API transports land, say so on the row instead of failing the cron.
-            raise AccountNotConfigured(f"Sending from {account.provider} accounts is not available in this "
-                                       f"version ({error.name} is missing).") from error
+        return OutlookTransport(outlook_config(account))
     from ..providers.smtp.transport import SmtpTransport
 
     return SmtpTransport(account._maildesk_smtp_config(), account._maildesk_imap_config())

@@ -15,3 +15,5 @@ from . import test_outlook_sync_odoo
 from . import test_rpc_record_rules
 from . import test_ingest
 from . import test_outbox
+from . import test_outbox_security
+from . import test_outbox_oauth

@@ -108,10 +108,12 @@ def _answer(world: GmailWorld, method_id, args, query, headers, body):
     if method_id == "gmail.users.labels.get":
         return world.get_label(args["id"])
     if method_id == "gmail.users.messages.list":
-        if first.get("q", "").strip():
-            raise ApiError(400, "The fake Gmail server does not search: q must be empty", reason="invalidArgument")
+        q = first.get("q", "").strip()
+        msgid = re.fullmatch(r"rfc822msgid:(\S+)", q)
+        if q and not msgid:  # the one operator the sender's proof uses
+            raise ApiError(400, "The fake Gmail server only searches rfc822msgid:<id>", reason="invalidArgument")
         return world.list_messages(
-            query.get("labelIds", []),
+            query.get("labelIds", []), rfc822msgid=msgid.group(1) if msgid else None,
             include_spam_trash=_true(first.get("includeSpamTrash")),
             max_results=first.get("maxResults") or 100,
             page_token=first.get("pageToken"),

@@ -164,6 +164,12 @@ class _Record:
     json: dict
 
 
+def _has_message_id(message, wanted) -> bool:
+    """Gmail's ``rfc822msgid:`` operator: the Message-ID header, with or without its angle brackets."""
+    value = str(message.parsed().get("Message-ID") or "").strip().strip("<>")
+    return bool(value) and value == wanted.strip().strip("<>")
+
+
 def _ms(value) -> int:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
@@ -534,7 +540,8 @@ class GmailWorld:
                 threadsUnread=len({message.thread_id for message in unread}),
             )
 
-    def list_messages(self, label_ids=(), *, include_spam_trash=False, max_results=100, page_token=None) -> dict:
+    def list_messages(self, label_ids=(), *, include_spam_trash=False, max_results=100, page_token=None,
+                      rfc822msgid=None) -> dict:
         """Newest first by (internalDate, id); the page token is the last key returned, so mail arriving
         while a client pages (newer keys) never shifts the pages still to come."""
         max_results = max(1, min(int(max_results or 100), 500))
@@ -559,7 +566,7 @@ class GmailWorld:
             while position > 0 and len(found) <= max_results:
                 position -= 1
                 message = self._messages[index[position][1]]
-                if required <= message.labels:
+                if required <= message.labels and (rfc822msgid is None or _has_message_id(message, rfc822msgid)):
                     found.append(message)
             answer = {}
             if found[:max_results]:

@@ -20,7 +20,9 @@ Rules that make "never twice" hold:
   not found once the evidence had ``proof_wait`` seconds to appear → sent
   again, but only when the earlier attempt provably did not hand the whole
   message over (``handed_over`` false: the transport marks, committed, the
-  moment it starts the hand-over, and a lost answer sets it). Otherwise, or
+  moment it starts the hand-over, and a lost answer sets it), or when the
+  provider files everything it accepts where the proof looks
+  (``proof_is_complete``: Gmail, Graph). Otherwise, or
   with no way to tell (``ProofUnavailable``) → ``failed`` with failure
   kind ``unknown`` and a message asking the user to check, then Retry or
   Discard. It is never sent again blindly.
@@ -418,7 +420,7 @@ class _Sender:
             self.commit()
             self.report.awaiting_proof += 1
             return
-        if row.handed_over:
+        if row.handed_over and not getattr(self.transport(), "proof_is_complete", False):
             # The whole message may have reached the server: an absent copy is no proof it did not.
             self.fail(row, UNCERTAIN_MESSAGE, "unknown")
             return

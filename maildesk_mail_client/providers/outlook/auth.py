@@ -30,7 +30,7 @@ _logger = logging.getLogger(__name__)
 
 #: Graph's scopes are always named after graph.microsoft.com, whatever URL Graph is reached at.
 #: msal adds offline_access (a refresh token) and openid/profile itself.
-GRAPH_SCOPES = ("https://graph.microsoft.com/Mail.ReadWrite",)
+GRAPH_SCOPES = ("https://graph.microsoft.com/Mail.ReadWrite", "https://graph.microsoft.com/Mail.Send")
 
 #: Azure AD's answers that only the user signing in again can fix.
 _REFUSALS = ("invalid_grant", "interaction_required", "consent_required")

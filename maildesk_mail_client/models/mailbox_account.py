@@ -67,7 +67,7 @@ class MailboxAccount(models.Model):
         string="Shared With", help="Users who may read this shared mailbox, besides its owner.",
     )
     shared_users_may_send = fields.Boolean(
-        string="Shared Users May Send", default=False, tracking=True,
+        default=False, tracking=True,
         help="Reading a mailbox does not let one send as it: when set, the users it is shared with may also "
              "send from its address. Its owner and MailDesk administrators always may.")
 
@@ -113,6 +113,9 @@ class MailboxAccount(models.Model):
         help="The mailbox the index was built from (server and login). When it changes, what was indexed "
              "from the old mailbox is dropped.")
     gmail_history_id = Int8(readonly=True, copy=False)
+    # The alias scan's high-water mark (use_cases/ingest.py): every index row of this
+    # account up to this id has been looked at. Written in SQL only, never bumping write_date.
+    ingest_scan_mark = fields.Integer(readonly=True, copy=False, groups="base.group_system")
     sync_status = fields.Selection(
         [("bootstrap", "Loading"), ("ok", "Up to date"), ("backoff", "Retrying later"),
          ("reconnect_needed", "Reconnect needed"), ("paused", "Paused")],

@@ -114,10 +114,3 @@ class MaildeskIngestQueue(models.Model):
             self.env.ref("maildesk_mail_client.ir_cron_maildesk_ingest_import")._trigger()
         return True
 
-
-class MailboxAccount(models.Model):
-    _inherit = "mailbox.account"
-
-    # The alias scan's high-water mark (use_cases/ingest.py): every index row of this
-    # account up to this id has been looked at. Written in SQL only, never bumping write_date.
-    ingest_scan_mark = fields.Integer(readonly=True, copy=False, groups="base.group_system")

@@ -18,7 +18,8 @@ except ImportError:  # not run from the repository (scripts/test sets PYTHONPATH
     GmailServer = GraphServer = None
 
 
-class _OAuthSending:
+# A mixin: the TestCase it is mixed into has what pylint does not find here.
+class _OAuthSending:  # pylint: disable=no-member
     """The tests both providers pass; a subclass connects its account (not a TestCase: never run alone)."""
 
     def setUp(self):

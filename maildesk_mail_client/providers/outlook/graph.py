@@ -26,6 +26,7 @@ import collections
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -74,10 +75,8 @@ def retry_after(headers) -> float | None:
     if value is None:
         return None
     value = str(value).strip()
-    try:
+    if re.fullmatch(r"\d+(\.\d+)?", value):  # seconds; otherwise an HTTP date
         return max(float(value), 0.0)
-    except ValueError:
-        pass
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -164,7 +163,7 @@ class GraphClient:
                 continue
             if status in _RETRIABLE:
                 wait = retry_after(response.headers)
-                code, message = error_of(_json(response))
+                code, _message = error_of(_json(response))
                 response.close()
                 self.counts[f"retry {status}"] += 1
                 self._pause(attempt, wait, f"HTTP {status} {code or ''}".strip(), what, "network", None, waited)

@@ -6,7 +6,7 @@ import re
 from odoo.tests import tagged
 from odoo.tests.common import TransactionCase
 
-from ..repositories import account_lease, folder, mailbox_account, message_index, outbox, ui_cache
+from ..repositories import account_lease, folder, ingest_queue, mailbox_account, message_index, outbox, ui_cache
 
 SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "tests" / "harness" / "schema.sql"
 
@@ -44,9 +44,12 @@ class TestEngineSchema(TransactionCase):
     def test_repository_columns_are_model_fields(self):
         for module, model in ((message_index, "maildesk.message_index"), (folder, "maildesk.folder"),
                               (account_lease, "maildesk.account_lease"), (mailbox_account, "mailbox.account"),
-                              (ui_cache, "maildesk.ui_cache"), (outbox, "maildesk.outbox")):
+                              (ui_cache, "maildesk.ui_cache"), (outbox, "maildesk.outbox"),
+                              (ingest_queue, "maildesk.ingest_queue")):
             missing = set(module.COLUMNS) - set(self.env[model]._fields)
             self.assertFalse(missing, f"{module.__name__} writes columns {model} does not have")
+        missing = set(ingest_queue.ACCOUNT_COLUMNS) - set(self.env["mailbox.account"]._fields)
+        self.assertFalse(missing, f"repositories.ingest_queue writes account columns that are not fields: {missing}")
 
     def test_constraints_the_upserts_rely_on(self):
         self.env.cr.execute("SELECT conname FROM pg_constraint WHERE contype = 'u'")

@@ -441,6 +441,11 @@ class MaildeskOutbox(models.Model):
     @api.model
     def maildesk_outbox_status(self, ids):
         rows = self.search([("id", "in", [int(i) for i in ids or []])])  # the record rules filter
+        now = fields.Datetime.now()
+        if any(row.state == "queued" and (not row.send_after or row.send_after <= now) for row in rows):
+            # The undo window is over: wake the sender now. A trigger for a later time only
+            # fires at the cron thread's next poll (up to a minute); this one is a NOTIFY.
+            self.env.ref("maildesk_mail_client.ir_cron_maildesk_send_outbox").sudo()._trigger()
         return [{"id": r.id, "state": r.state, "last_error": r.last_error or "",
                  "failure_kind": r.failure_kind or False, "sent_at": fields.Datetime.to_string(r.sent_at)
                  if r.sent_at else False} for r in rows]

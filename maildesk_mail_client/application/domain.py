@@ -153,6 +153,9 @@ class Delta:
     removed: frozenset[str] = frozenset()
     cursor: dict = dataclasses.field(default_factory=dict)
     reconciled: bool = False
+    #: Where the step's messages are in the whole account, for providers whose folders overlap
+    #: (Gmail: a label walk also files each message in All Mail and its other labels).
+    placements: tuple[Placement, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

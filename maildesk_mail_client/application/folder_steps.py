@@ -55,12 +55,25 @@ def pin_top(run, folder, opened):
 
 
 def apply(run, folder, delta: Delta, synced=False):
-    """Store one delta, move the folder's cursors, commit: one unit, so a crash resumes after it."""
+    """Store one delta, move the folder's cursors, commit: one unit, so a crash resumes after it.
+
+    Two provider options reach beyond the folder: ``mailbox.flags_per_message``
+    (Gmail: UNREAD and STARRED are the message's) applies the FlagUpdates to
+    every row of the message, and a Delta with ``placements`` (a tuple of
+    :class:`~.domain.Placement`, Gmail's walk and reconciliation) files its
+    messages in every folder they are in, as the account feed does.
+    """
     index = run.ctx.index
     changed = store_messages(run, folder, delta.upserts) if delta.upserts else []
-    if delta.flags:
+    if delta.flags and getattr(run.mailbox, "flags_per_message", False):
+        changed += _flags_everywhere(run, folder, delta.flags)
+    elif delta.flags:
         changed += index.update_flags(folder.id, delta.flags)
     run.record_upserts(folder, changed)
+    placements = delta.placements
+    if placements:
+        folders = {f.remote_id: f for f in run.ctx.folders.list_for_account(run.account_id)}
+        place(run, folders, placements, stored=(folder.id, {m.remote_id for m in delta.upserts}))
     if delta.removed:
         removed = index.mark_deleted(folder.id, delta.removed)
         run.report.removed += removed
@@ -71,6 +84,47 @@ def apply(run, folder, delta: Delta, synced=False):
         folder.reconciled_at = run.ctx.clock.now()
     run.checkpoint(folder, synced=synced)
     return changed
+
+
+def _flags_everywhere(run, folder, updates):
+    """The rows of this folder that changed; those of other folders are announced here."""
+    elsewhere, here = {}, []
+    for folder_id, row in run.ctx.index.update_flags_everywhere(run.account_id, updates):
+        (here if folder_id == folder.id else elsewhere.setdefault(folder_id, [])).append(row)
+    for folder_id, rows in elsewhere.items():
+        other = run.ctx.folders.get(folder_id)
+        if other is not None:
+            run.record_upserts(other, rows)
+    return here
+
+
+def place(run, folders, placements, removed=(), stored=(None, ())):
+    """Each message in exactly the folders its Placement names (``folders``: by remote id), and in
+    no other of the account; ``removed``: ids gone from the account. ``stored``: (folder id, ids)
+    this step upserted there already."""
+    ctx, account_id = run.ctx, run.account_id
+    touched = {p.message.remote_id for p in placements} | set(removed)
+    where = ctx.index.folders_of(account_id, touched) if touched else {}
+    by_id = {folder.id: folder for folder in folders.values()}
+    upserts, gone = {}, {}
+    for placement in placements:
+        message = placement.message
+        target = {folders[key].id for key in placement.folders if key in folders}
+        for folder_id in target:
+            if not (folder_id == stored[0] and message.remote_id in stored[1]):
+                upserts.setdefault(folder_id, []).append(message)
+        for folder_id in where.get(message.remote_id, set()) - target:
+            gone.setdefault(folder_id, set()).add(message.remote_id)
+    for remote_id in removed:
+        for folder_id in where.get(remote_id, ()):
+            gone.setdefault(folder_id, set()).add(remote_id)
+    for folder_id, messages in upserts.items():
+        run.record_upserts(by_id[folder_id], store_messages(run, by_id[folder_id], messages))
+    for folder_id, remote_ids in gone.items():
+        count = ctx.index.mark_deleted(folder_id, remote_ids)
+        run.report.removed += count
+        if count:
+            run.report.folders_changed.add(folder_id)
 
 
 def store_messages(run, folder, messages):

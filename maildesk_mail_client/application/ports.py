@@ -41,6 +41,9 @@ class KnownRows(Protocol):
     def present(self, remote_ids) -> set[str]:
         """Which of these ids the index holds live in the folder (a page's worth, not the whole folder)."""
 
+    def dates(self, remote_ids) -> dict[str, dt.datetime | None]:
+        """{id: internal date} of the folder's live rows among these ids: where a listing stands (Gmail)."""
+
     # A full listing that spans several runs (Graph's delta from scratch) keeps what it listed here,
     # committed with each page, instead of in memory: the sweep at its end removes what is ``unlisted``.
     def remember_listed(self, remote_ids) -> None: ...
@@ -68,6 +71,9 @@ class Mailbox(Protocol):
     #: A message id names one message in the whole mailbox, whatever its folder (Graph's
     #: ImmutableId): a message seen in a new folder is the indexed one moved, never a new one.
     moves_keep_ids: bool = False
+    #: Flags belong to the message, not to its row in one folder (Gmail's UNREAD and STARRED labels):
+    #: a Delta's FlagUpdates apply to every row of the message in the account.
+    flags_per_message: bool = False
 
     def list_folders(self) -> list[RemoteFolder]: ...
 
@@ -218,6 +224,8 @@ class MessageIndexStore(Protocol):
     def live_remote_ids(self, folder_id: int) -> set[str]: ...
 
     def live_among(self, folder_id: int, remote_ids: Iterable[str]) -> set[str]: ...
+
+    def live_dates(self, folder_id: int, remote_ids: Iterable[str]) -> dict[str, dt.datetime | None]: ...
 
     def remember_listed(self, folder_id: int, remote_ids: Iterable[str]) -> None:
         """A full round listed these (kept in the database: a round may span runs)."""

@@ -261,6 +261,18 @@ class MessageIndexRepository:
     def unlisted(self, folder_id):
         return FolderSeenRepository(self.cr).unlisted(folder_id)
 
+    def live_dates(self, folder_id, remote_ids):
+        """{remote id: internal date} of the folder's live rows among ``remote_ids`` (a page's worth)."""
+        if not remote_ids:
+            return {}
+        # Spelled so the partial (account_id, remote_id) index of non-IMAP rows serves it.
+        self.cr.execute(f"""SELECT remote_id, internal_date FROM {TABLE}
+                             WHERE {_ACCOUNT_WIDE_IDS}
+                               AND account_id = (SELECT account_id FROM maildesk_folder WHERE id = %s)
+                               AND remote_id = ANY(%s::varchar[]) AND folder_id = %s AND NOT deleted_on_server""",
+                        [folder_id, sorted(remote_ids), folder_id])
+        return dict(self.cr.fetchall())
+
     def live_remote_ids(self, folder_id):
         self.cr.execute(f"SELECT remote_id FROM {TABLE} WHERE folder_id = %s AND NOT deleted_on_server",
                         [folder_id])

@@ -555,6 +555,8 @@ class GmailWorld:
             else:
                 index = self._index.get(_EVERYTHING if include_spam_trash else _NOT_SPAM_TRASH, [])
             required = set(label_ids)
+            # As Gmail: without includeSpamTrash, Spam and Trash stay out unless asked for by label.
+            hidden = set() if include_spam_trash or required & {"SPAM", "TRASH"} else {"SPAM", "TRASH"}
             position = len(index)
             if page_token:
                 after = decode_token(page_token)
@@ -566,7 +568,8 @@ class GmailWorld:
             while position > 0 and len(found) <= max_results:
                 position -= 1
                 message = self._messages[index[position][1]]
-                if required <= message.labels and (rfc822msgid is None or _has_message_id(message, rfc822msgid)):
+                if (required <= message.labels and not hidden & message.labels
+                        and (rfc822msgid is None or _has_message_id(message, rfc822msgid))):
                     found.append(message)
             answer = {}
             if found[:max_results]:

@@ -21,7 +21,7 @@ import logging
 
 from ..domain import FolderSyncState
 from ..errors import CursorExpired
-from ..folder_steps import folder_errors, store_messages
+from ..folder_steps import folder_errors, place
 from .discover_folders import discover_folders
 from .sync_folder import reconcile_due, sync_folder
 
@@ -71,35 +71,14 @@ def _follow(run, cursor, deadline):
 def apply_account_delta(run, folders, delta):
     """Store one step of the feed and its cursor, and commit them together."""
     ctx, account_id = run.ctx, run.account_id
-    touched = {p.message.remote_id for p in delta.placements} | set(delta.removed)
-    where = ctx.index.folders_of(account_id, touched) if touched else {}
     by_id = {folder.id: folder for folder in folders.values()}
-
-    upserts, removed = {}, {}
-    for placement in delta.placements:
-        message = placement.message
-        target = {folders[key].id for key in placement.folders if key in folders}
-        for folder_id in target:
-            upserts.setdefault(folder_id, []).append(message)
-        for folder_id in where.get(message.remote_id, set()) - target:
-            removed.setdefault(folder_id, set()).add(message.remote_id)
-    for remote_id in delta.removed:
-        for folder_id in where.get(remote_id, ()):
-            removed.setdefault(folder_id, set()).add(remote_id)
-
-    for folder_id, messages in upserts.items():
-        run.record_upserts(by_id[folder_id], store_messages(run, by_id[folder_id], messages))
+    place(run, folders, delta.placements, delta.removed)
     changed = {}
     for folder_id, row in ctx.index.update_flags_everywhere(account_id, delta.flags):
         changed.setdefault(folder_id, []).append(row)
     for folder_id, rows in changed.items():
         if folder_id in by_id:
             run.record_upserts(by_id[folder_id], rows)
-    for folder_id, remote_ids in removed.items():
-        count = ctx.index.mark_deleted(folder_id, remote_ids)
-        run.report.removed += count
-        if count:
-            run.report.folders_changed.add(folder_id)
     if delta.cursor is not None:
         ctx.accounts.save_feed_cursor(account_id, delta.cursor)
     run.checkpoint()

@@ -87,6 +87,9 @@ class _KnownRows:
     def present(self, remote_ids):
         return self._index.live_among(self._folder_id, remote_ids)
 
+    def dates(self, remote_ids):
+        return self._index.live_dates(self._folder_id, remote_ids)
+
     def remember_listed(self, remote_ids):
         self._index.remember_listed(self._folder_id, remote_ids)
 

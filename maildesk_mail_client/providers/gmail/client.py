@@ -11,7 +11,13 @@ client that wants to be served:
   retried with exponential backoff and jitter, honouring Retry-After, a
   bounded number of times; then the error is ``ConnectionFailed``
   (transient: the engine backs the account off). So are network errors
-  and timeouts.
+  and timeouts. No wait outlives the run: one (pacer, backoff,
+  Retry-After) that would end past ``deadline`` ends the call with
+  ``ConnectionFailed`` at once.
+- **Refusals only an admin can fix** (401 after a refresh, 403
+  insufficientPermissions / domainPolicy, 400 failedPrecondition: Gmail
+  off for the user) are ``AuthenticationFailed``, which puts the account in
+  "reconnect needed" with what to do, never a backoff loop.
 - **Batches.** ``get_many`` sends ``messages.get`` in batches of at most
   50, to ``<endpoint>/batch/gmail/v1``: the service's own
   ``new_batch_http_request()`` posts to the discovery document's rootUrl,
@@ -49,7 +55,7 @@ from googleapiclient.errors import BatchError, HttpError
 from googleapiclient.http import BatchHttpRequest
 
 from ...application.errors import AuthenticationFailed, ConnectionFailed, MailboxError, ServerError
-from .quota import pacer_for
+from .quota import PastDeadline, pacer_for
 
 _logger = logging.getLogger(__name__)
 
@@ -69,6 +75,9 @@ COSTS = {
 }
 _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"})
 _SCOPE_REASONS = frozenset({"insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"})
+_DOMAIN_REASONS = frozenset({"domainPolicy"})  # a Workspace admin's policy refuses the app
+_DISABLED_REASONS = frozenset({"failedPrecondition", "FAILED_PRECONDITION"})  # 400: Gmail is off for the user
+_INVALID_REASONS = frozenset({"invalidArgument", "INVALID_ARGUMENT"})
 # What a socket, httplib2 or http.client raise when the network, not Gmail, failed.
 _NETWORK_ERRORS = (OSError, httplib2.HttpLib2Error, http.client.HTTPException)
 
@@ -99,6 +108,10 @@ class NotFound(ServerError):
     """404: the message, label or history start is gone. Callers decide what that means."""
 
 
+class InvalidArgument(ServerError):
+    """400 invalidArgument: Gmail refused a parameter, e.g. a page token it no longer honours."""
+
+
 class _TokenCredentials(google.auth.credentials.Credentials):
     """Credentials whose refresh asks the token provider (Odoo's google.gmail.mixin) for a new token."""
 
@@ -120,6 +133,9 @@ class GmailClient:
         self.where = f"Gmail ({config.email})"
         self._sleep = sleep
         self.pacer = pacer_for(config.endpoint, config.email, config.quota_per_minute)
+        #: time.monotonic() by which the run must be over (the engine sets it through the mailbox):
+        #: a wait (pacer, backoff, Retry-After) that would end past it raises ConnectionFailed instead
+        self.deadline: float | None = None
         self.stats = Counter()  # round trips, retries, refusals: for tests and benchmarks
         endpoint = config.endpoint.rstrip("/")
         self._batch_uri = endpoint + BATCH_PATH
@@ -166,7 +182,7 @@ class GmailClient:
     def _with_retries(self, run, cost, what):
         last, kind = None, "network"
         for attempt in range(1, self.config.max_tries + 1):
-            self.pacer.acquire(cost)
+            self._pace(cost, what)
             self.stats["round_trips"] += 1
             try:
                 return run()
@@ -189,7 +205,25 @@ class GmailClient:
             return
         delay = self.backoff(attempt, hint)
         _logger.info("%s: %s while %s; trying again in %.1f s.", self.where, last, what, delay)
+        self.wait(delay, what, last)
+
+    def wait(self, delay, what, why):
+        """Sleep ``delay`` s, unless that ends past the run's deadline: then the run ends (transient),
+        and the account's backoff waits instead, holding no cron worker and no lease."""
+        if self.deadline is not None and time.monotonic() + delay > self.deadline:
+            self.stats["deadline_stops"] += 1
+            raise ConnectionFailed(f"{self.where}: {why} while {what}; the {delay:.1f} s wait it takes would "
+                                   "outlast this run's time. The sync will retry later.", kind="network")
         self._sleep(delay)
+
+    def _pace(self, cost, what):
+        try:
+            self.pacer.acquire(cost, self.deadline)
+        except PastDeadline as error:
+            self.stats["deadline_stops"] += 1
+            raise ConnectionFailed(f"{self.where}: the quota of {self.config.quota_per_minute} units a minute "
+                                   f"allows {what} only in {error.args[0]:.1f} s, after this run's time. "
+                                   "The sync will carry on in the next run.", kind="network") from None
 
     def backoff(self, attempt: int, hint: float | None = None) -> float:
         """Exponential with full jitter on its upper half; never shorter than Retry-After."""
@@ -215,8 +249,21 @@ class GmailClient:
         if status == 403 and reasons & _SCOPE_REASONS:
             raise AuthenticationFailed(f"{self.config.email} did not give MailDesk access to its mail "
                                        f"({_reason(error)}): {RECONNECT}, and allow reading mail.")
+        # Refusals no retry fixes: only an administrator can (account "reconnect needed", not a backoff loop).
+        if status == 403 and reasons & _DOMAIN_REASONS:
+            raise AuthenticationFailed(
+                f"The Google Workspace domain of {self.config.email} does not allow MailDesk to read its mail "
+                f"({_reason(error)}): a Workspace admin must allow the app (Admin console → Security → "
+                f"Access and data control → API controls → App access control), then {RECONNECT}.")
+        if status == 400 and reasons & _DISABLED_REASONS:
+            raise AuthenticationFailed(
+                f"Gmail is not enabled for {self.config.email} ({_reason(error)}): a Google Workspace admin "
+                f"must turn Gmail on for this user (Admin console → Apps → Google Workspace → Gmail → "
+                f"Service status), or connect an account that has Gmail; then {RECONNECT}.")
         if status == 404:
             raise NotFound(f"{self.where}: not found while {what}.")
+        if status == 400 and reasons & _INVALID_REASONS:
+            raise InvalidArgument(f"{self.where} refused {what}: {status} {_reason(error)}.")
         raise ServerError(f"{self.where} refused {what}: {status} {_reason(error)}.")
 
     # -- many messages ----------------------------------------------------------
@@ -237,7 +284,7 @@ class GmailClient:
         while pending:
             chunk, pending = pending[:size], pending[size:]
             if wait:
-                self._sleep(wait)
+                self.wait(wait, what, "messages refused inside a batch")
             answers = self._batch(chunk, what, params)
             throttled, retry = [], []
             for message_id, (answer, error) in answers.items():

@@ -15,10 +15,11 @@ import base64
 import binascii
 import logging
 
-from ...application.domain import BackfillState, Delta, FolderOpened, FolderState, RemoteFolder
+from ...application.domain import BackfillState, Delta, FolderOpened, FolderState, Placement, RemoteFolder
 from . import mapper
-from .client import GmailClient, GmailConfig, NotFound
+from .client import GmailClient, GmailConfig, InvalidArgument, NotFound
 from .history import account_changes
+from .position import WalkPosition, decode
 from .quota import pacer_for
 from .reconcile import reconcile_folder
 
@@ -34,6 +35,7 @@ _ADDRESSES: dict[str, str] = {}
 class GmailMailbox:
     provider = "gmail"
     moves_keep_ids = False  # a row is (label, message): a label change is a row added or removed
+    flags_per_message = True  # UNREAD and STARRED are the message's: a FlagUpdate is for all its rows
 
     def __init__(self, config: GmailConfig, client: GmailClient | None = None):
         self.config = config
@@ -53,6 +55,15 @@ class GmailMailbox:
         # The quota is the Google user's: pace by the address the profile gives, not the configured one.
         self.client.pacer = pacer_for(config.endpoint, address, config.quota_per_minute)
         self.folder_ids: set[str] | None = None  # label ids of the last list_folders()
+
+    @property
+    def deadline(self) -> float | None:
+        """Set by the engine (AccountRun.limit_waits): no wait of the client may end past it."""
+        return self.client.deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self.client.deadline = value
 
     def close(self) -> None:
         self.client.close()
@@ -105,22 +116,44 @@ class GmailMailbox:
         """The next ``limit`` messages of the label's list, newest first, from the page token.
 
         The token is the position after the last message taken (Gmail's
-        tokens do not depend on the page size), so pages of any size chain.
-        Mail that arrives meanwhile is above the walk: the feed brings it.
+        tokens do not depend on the page size), so pages of any size chain;
+        the cursor also names that message (``position.py``). Mail that
+        arrives meanwhile is above the walk: the feed brings it. Each
+        message is also placed in its other folders, All Mail above all, so
+        the account's views show what a label shows before their own walks
+        reach it. A stored token Gmail no longer honours starts the walk
+        over from the top: what is indexed already is stored unchanged.
         """
         self._opening_history_id = None
-        token, ids = folder.backfill_cursor, []
+        start = decode(folder.backfill_cursor)
+        try:
+            ids, token = self._walk_ids(folder.remote_id, limit, start.token)
+        except InvalidArgument as error:
+            if start.token is None:
+                raise
+            _logger.warning("Label %s: Gmail refused the walk's page token (%s); walking again from the top.",
+                            folder.path, error)
+            ids, token = self._walk_ids(folder.remote_id, limit, None)
+        found = self.metadata(ids, f"reading messages of {folder.path!r}")
+        taken = [found[message_id] for message_id in ids if found.get(message_id)]
+        here = [(meta, folders) for meta, folders in taken if folder.remote_id in folders]
+        dates = [meta.internal_date for meta, _folders in taken if meta.internal_date is not None]
+        position = WalkPosition(token, ids[-1] if ids else None, min(dates) if dates else None)
+        state = BackfillState.PENDING if token else BackfillState.DONE
+        return Delta(
+            upserts=tuple(meta for meta, _folders in here),
+            placements=tuple(Placement(message=meta, folders=folders) for meta, folders in taken),
+            cursor={"backfill_cursor": position.encode(), "backfill_state": state})
+
+    def _walk_ids(self, label_id, limit, token):
+        ids = []
         while len(ids) < limit:
-            page = self.list_page(folder.remote_id, min(LIST_PAGE, limit - len(ids)), token)
+            page = self.list_page(label_id, min(LIST_PAGE, limit - len(ids)), token)
             ids += [item["id"] for item in page.get("messages") or ()]
             token = page.get("nextPageToken")
             if not token:
                 break
-        found = self.metadata(ids, f"reading messages of {folder.path!r}")
-        upserts = tuple(found[message_id][0] for message_id in ids
-                        if found.get(message_id) and folder.remote_id in found[message_id][1])
-        state = BackfillState.PENDING if token else BackfillState.DONE
-        return Delta(upserts=upserts, cursor={"backfill_cursor": token, "backfill_state": state})
+        return ids, token
 
     def changes(self, folder: FolderState, known, reconcile, settings):
         """Only a reconciliation by id: the feed carries every other change."""
@@ -154,21 +187,11 @@ class GmailMailbox:
         params = {"userId": "me", "maxResults": size}
         if labels:
             params["labelIds"] = labels
-        # A label's list holds every message carrying it; All Mail leaves Spam and Trash out.
-        params["includeSpamTrash"] = bool(label_id and label_id != mapper.ALL)
+        # As Gmail shows them: a label, Starred, All Mail leave Spam and Trash out; those two list themselves.
+        params["includeSpamTrash"] = mapper.lists_spam_trash(label_id)
         if token:
             params["pageToken"] = token
         return self.client.call(lambda: self.client.messages.list(**params), "listing messages")
-
-    def list_ids(self, label_id: str | None, extra=()) -> list[str]:
-        """Every message id of a listing, newest first (500 a round trip)."""
-        ids, token = [], None
-        while True:
-            page = self.list_page(label_id, LIST_PAGE, token, extra)
-            ids += [item["id"] for item in page.get("messages") or ()]
-            token = page.get("nextPageToken")
-            if not token:
-                return ids
 
     def metadata(self, ids, what: str) -> dict:
         """{id: (MessageMeta, its folders) or None when the message is gone}, by batched messages.get."""

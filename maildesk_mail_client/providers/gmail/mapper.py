@@ -71,12 +71,20 @@ def is_folder_id(label_id: str) -> bool:
 
 def placement_folders(label_ids) -> frozenset[str]:
     """The folders (remote ids) a message with these labels is in: one per folder label, plus
-    All Mail unless it is in Spam or Trash."""
+    All Mail. A message in Trash or Spam is in that folder only: Gmail's other views (its
+    labels, Starred, All Mail) leave Trash and Spam out, though the message keeps the labels."""
     labels = set(label_ids or ())
+    for hidden in ("TRASH", "SPAM"):
+        if hidden in labels:
+            return frozenset({hidden})
     found = {label for label in labels if is_folder_id(label)}
-    if not labels & OUT_OF_ALL:
-        found.add(ALL)
+    found.add(ALL)
     return frozenset(found)
+
+
+def lists_spam_trash(label_id: str | None) -> bool:
+    """Whether a folder's listing includes Spam and Trash: only Trash's and Spam's own do."""
+    return label_id in OUT_OF_ALL
 
 
 def flags(label_ids) -> Flags:

@@ -37,6 +37,10 @@ _EPSILON = 1e-6  # units: refill arithmetic in floats must not leave a call wait
 _MIN_SLEEP = 0.001
 
 
+class PastDeadline(Exception):
+    """The units are not to be had before the caller's deadline; ``args[0]``: the wait it would take."""
+
+
 class QuotaPacer:
     def __init__(self, units_per_minute: int, *, burst_share: float = BURST_SHARE, safety: float = SAFETY,
                  clock=time.monotonic, sleep=time.sleep):
@@ -54,8 +58,12 @@ class QuotaPacer:
         self._lock = threading.Lock()
         self.waited = 0.0  # seconds spent waiting, for benchmarks
 
-    def acquire(self, units: int) -> float:
-        """Wait until ``units`` may be spent, and spend them. Returns the seconds waited."""
+    def acquire(self, units: int, deadline: float | None = None) -> float:
+        """Wait until ``units`` may be spent, and spend them. Returns the seconds waited.
+
+        ``deadline`` (on this pacer's clock, time.monotonic()): a wait that
+        would end past it raises PastDeadline at once, spending nothing.
+        """
         waited = 0.0
         while True:
             with self._lock:
@@ -63,6 +71,9 @@ class QuotaPacer:
             if delay <= 0:
                 self.waited += waited
                 return waited
+            if deadline is not None and self._clock() + delay > deadline:
+                self.waited += waited
+                raise PastDeadline(delay)
             self._sleep(delay)
             waited += delay
 
@@ -98,7 +109,16 @@ _PACERS_LOCK = threading.Lock()
 
 
 def pacer_for(endpoint: str, email: str, units_per_minute: int) -> QuotaPacer:
-    """One pacer per mailbox per process: each cron run opens a new adapter, the quota is the user's."""
+    """One pacer per mailbox per process: each cron run opens a new adapter, the quota is the user's.
+
+    Per *process*: Odoo's cron workers and HTTP workers are separate
+    processes, each with its own pacer, so the pacer keeps one process
+    under the quota, not the user as a whole. The sync of a mailbox runs in
+    one worker at a time (the account's sync lease), so that is the sync's
+    whole spending; what another process spends meanwhile (a send, a body
+    read from the web client) is what ``SAFETY`` leaves room for, and past
+    that Gmail's 429 / 403 rateLimitExceeded are still met with backoff.
+    """
     key = (endpoint.rstrip("/"), email.lower())
     with _PACERS_LOCK:
         pacer = _PACERS.get(key)

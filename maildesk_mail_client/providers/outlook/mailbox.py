@@ -77,8 +77,8 @@ class Keyset:
     def take(self, item: dict) -> bool:
         """Whether ``item`` is new to the walk; moves the position down to it."""
         received = item.get("receivedDateTime")
-        if not received:
-            return True  # Graph always says; if not, indexing it twice is harmless
+        if not received or utc(received) is None:
+            return True  # Graph always says; if not, indexing it twice is harmless (the position stays)
         if self.received is not None:
             here, there = utc(received), utc(self.received)
             if here > there or (here == there and item["id"] in self.ids):

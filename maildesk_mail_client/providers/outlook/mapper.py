@@ -90,7 +90,10 @@ def utc(value: str | None) -> dt.datetime | None:
     """Graph's ISO 8601 (``2024-05-01T10:00:00Z``, sometimes with fractions or an offset) as naive UTC."""
     if not value:
         return None
-    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (TypeError, ValueError):  # a date Graph should never send: the message is indexed without it
+        return None
     if moment.tzinfo is not None:
         moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return moment

@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import imaplib
 import logging
-import socket
 import ssl
 
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 from ...application.errors import ConnectionFailed
+from ..socket_failures import socket_failure
 from .failures import login_failure, server_text, translated
 
 _logger = logging.getLogger(__name__)
@@ -143,26 +143,10 @@ def _log_in(client, config):
 
 def _connect_failure(error, config) -> ConnectionFailed:
     where = config.where
-    if isinstance(error, socket.gaierror):
-        return ConnectionFailed(f"Cannot find the IMAP server {config.host!r}: the name does not resolve "
-                                f"({error.strerror}). Check the server name for typos, and that this server's DNS "
-                                "works.", kind="host")
-    if isinstance(error, ConnectionRefusedError):
-        return ConnectionFailed(f"{where} refused the connection: nothing accepts connections on port {config.port}. "
-                                "Check the port (usually 993 for SSL/TLS, 143 for STARTTLS) and that no firewall "
-                                "blocks it.", kind="refused")
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return ConnectionFailed(f"The TLS certificate of {where} is not trusted ({error.verify_message}). If the "
-                                "server uses a self-signed or private certificate, untick Verify Certificate (only "
-                                "on a network you trust), or install a certificate from a public authority.",
-                                kind="tls")
-    if isinstance(error, ssl.SSLError):
-        return ConnectionFailed(f"The TLS handshake with {where} failed ({error.reason or error}). Check the "
-                                "security setting: SSL/TLS is usually port 993, STARTTLS port 143.", kind="tls")
-    if isinstance(error, TimeoutError):
-        return ConnectionFailed(f"{where} did not answer within {config.timeout:g} s. Check the server name and "
-                                "port; a port that expects SSL/TLS (usually 993) stays silent when the security is "
-                                "STARTTLS or none.", kind="timeout")
+    failure = socket_failure(error, protocol="IMAP", host=config.host, port=config.port, where=where,
+                             timeout=config.timeout, tls_port=993, starttls_port=143)
+    if failure is not None:
+        return failure
     if isinstance(error, imaplib.IMAP4.error):
         return ConnectionFailed(f"{where} accepted the connection but did not greet as an IMAP server "
                                 f"({server_text(error)}). Check that this is the IMAP port.", kind="network")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import smtplib
-import socket
 import ssl
 
 from ...application.errors import AuthenticationFailed, ConnectionFailed, MailboxError
 from ...application.sending import SendDeferred, SendRefused
+from ..socket_failures import socket_failure
 
 SECURITY_MODES = ("ssl", "starttls", "none")
 
@@ -149,25 +149,10 @@ def reply_text(error) -> str:
 
 def _failure(error, config, action) -> MailboxError:
     where = config.where
-    if isinstance(error, socket.gaierror):
-        return ConnectionFailed(f"Cannot find the SMTP server {config.host!r}: the name does not resolve "
-                                f"({error.strerror}). Check the server name for typos, and that this server's DNS "
-                                "works.", kind="host")
-    if isinstance(error, ConnectionRefusedError):
-        return ConnectionFailed(f"{where} refused the connection: nothing accepts connections on port {config.port}. "
-                                "Check the port (usually 465 for SSL/TLS, 587 for STARTTLS) and that no firewall "
-                                "blocks it.", kind="refused")
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return ConnectionFailed(f"The TLS certificate of {where} is not trusted ({error.verify_message}). If the "
-                                "server uses a self-signed or private certificate, untick Verify Certificate on the "
-                                "Connection tab (only on a network you trust).", kind="tls")
-    if isinstance(error, ssl.SSLError):
-        return ConnectionFailed(f"The TLS handshake with {where} failed ({error.reason or error}). Check the "
-                                "security setting: SSL/TLS is usually port 465, STARTTLS port 587.", kind="tls")
-    if isinstance(error, TimeoutError | socket.timeout):
-        return ConnectionFailed(f"{where} did not answer within {config.timeout:g} s while {action}. Check the "
-                                "server name and port; a port that expects SSL/TLS (usually 465) stays silent "
-                                "when the security is STARTTLS or none.", kind="timeout")
+    failure = socket_failure(error, protocol="SMTP", host=config.host, port=config.port, where=where,
+                             timeout=config.timeout, tls_port=465, starttls_port=587, during=f" while {action}")
+    if failure is not None:
+        return failure
     if isinstance(error, smtplib.SMTPConnectError):
         if 400 <= error.smtp_code < 500:
             return ConnectionFailed(f"{where} turned the connection away for now: {reply_text(error)}.",

@@ -35,9 +35,6 @@ class KnownRows(Protocol):
 
     def count(self, low: int, high: int) -> int: ...
 
-    def remote_ids(self) -> set[str]:
-        """For providers that diff by id (Gmail, Graph): reconciliation after an expired cursor."""
-
     def present(self, remote_ids) -> set[str]:
         """Which of these ids the index holds live in the folder (a page's worth, not the whole folder)."""
 
@@ -220,8 +217,6 @@ class MessageIndexStore(Protocol):
     def mark_deleted(self, folder_id: int, remote_ids: Iterable[str]) -> int: ...
 
     def purge_folder(self, folder_id: int) -> int: ...
-
-    def live_remote_ids(self, folder_id: int) -> set[str]: ...
 
     def live_among(self, folder_id: int, remote_ids: Iterable[str]) -> set[str]: ...
 

@@ -170,8 +170,8 @@ class MailboxAccount(models.Model):
         return accounts
 
     def write(self, vals):
-        if (_CREDENTIAL_FIELDS & set(vals) and "auth_state" not in vals
-                and not self.env.context.get("maildesk_token_rotation")):
+        # Rotated tokens are written in SQL (orm/mailboxes.store_tokens): only a person's edit gets here.
+        if _CREDENTIAL_FIELDS & set(vals) and "auth_state" not in vals:
             vals = {**vals, "auth_state": "ok", "failure_count": 0, "backoff_until": False}
         result = super().write(vals)
         if _CREDENTIAL_FIELDS & set(vals) or vals.get("sync_enabled"):

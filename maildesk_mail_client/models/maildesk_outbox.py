@@ -356,11 +356,10 @@ class MaildeskOutbox(models.Model):
         if "attachment_ids" in values:
             ids = [int(i) for i in values["attachment_ids"] or []]
             vals["attachment_ids"] = [fields.Command.set(ids)]
-        if row.state == "failed" and vals:
-            vals = {**vals}  # a failed row edited is a draft again: its MIME is rebuilt at the next Send
         if vals:
             row.write(vals)
         if row.state == "failed" and vals:
+            # A failed row edited is a draft again: its MIME is rebuilt at the next Send.
             row.sudo().write({"state": "draft", "failure_kind": False, "last_error": False, "mime": False})
         return {"id": row.id, "write_date": fields.Datetime.to_string(row.write_date)}
 
@@ -445,7 +444,11 @@ class MaildeskOutbox(models.Model):
         if any(row.state == "queued" and (not row.send_after or row.send_after <= now) for row in rows):
             # The undo window is over: wake the sender now. A trigger for a later time only
             # fires at the cron thread's next poll (up to a minute); this one is a NOTIFY.
-            self.env.ref("maildesk_mail_client.ir_cron_maildesk_send_outbox").sudo()._trigger()
+            # Once: the composer polls every second until the sender has claimed the row.
+            cron = self.env.ref("maildesk_mail_client.ir_cron_maildesk_send_outbox").sudo()
+            if not self.env["ir.cron.trigger"].sudo().search_count(
+                    [("cron_id", "=", cron.id), ("call_at", "<=", now)], limit=1):
+                cron._trigger()
         return [{"id": r.id, "state": r.state, "last_error": r.last_error or "",
                  "failure_kind": r.failure_kind or False, "sent_at": fields.Datetime.to_string(r.sent_at)
                  if r.sent_at else False} for r in rows]

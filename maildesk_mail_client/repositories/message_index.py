@@ -273,11 +273,6 @@ class MessageIndexRepository:
                         [folder_id, sorted(remote_ids), folder_id])
         return dict(self.cr.fetchall())
 
-    def live_remote_ids(self, folder_id):
-        self.cr.execute(f"SELECT remote_id FROM {TABLE} WHERE folder_id = %s AND NOT deleted_on_server",
-                        [folder_id])
-        return {remote_id for (remote_id,) in self.cr.fetchall()}
-
     def update_flags(self, folder_id, updates):
         """Apply flag updates to live rows that differ; unknown messages are ignored.
 

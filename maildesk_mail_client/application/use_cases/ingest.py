@@ -55,6 +55,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..ports import Checkpoint, Clock, MailboxFactory
+from .account_run import backoff_delay
 from .read_message import MessageGone, MessageLocation, _same_message
 
 _logger = logging.getLogger(__name__)
@@ -284,7 +285,7 @@ def scan(ports: IngestPorts, deadline: float) -> ScanReport:
 
 
 def backoff(settings: IngestSettings, attempts: int) -> dt.timedelta:
-    return dt.timedelta(seconds=min(settings.backoff_cap, settings.backoff_base * 2 ** max(0, attempts - 1)))
+    return dt.timedelta(seconds=backoff_delay(settings, attempts))
 
 
 def import_pending(ports: IngestPorts, deadline: float) -> ImportReport:

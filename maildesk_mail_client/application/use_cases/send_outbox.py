@@ -53,6 +53,7 @@ from ..domain import SyncReport
 from ..errors import AuthenticationFailed, ConnectionFailed, MailboxError
 from ..outgoing_mime import sent_meta
 from ..sending import ProofUnavailable, SendDeferred, SendRefused, SendSettings, SendUncertain
+from .account_run import backoff_delay
 
 _logger = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ class _Sender:
             self.commit()
             raise _StopAccount() from error
         except SendDeferred as error:
-            self.defer(row, str(error))
+            self.defer(row, str(error), getattr(error, "retry_after", None))
             return
         except ConnectionFailed as error:
             self.defer(row, str(error))
@@ -440,7 +441,8 @@ class _Sender:
         if (self.now() - started).total_seconds() > 86400:
             self.fail(row, _unknown_message(message), "unknown")
             return
-        self.ports.outbox.await_proof(row.id, self.now(), self.now() + self._backoff(row.attempts),
+        check_at = self.now() + dt.timedelta(seconds=backoff_delay(self.settings, row.attempts))
+        self.ports.outbox.await_proof(row.id, self.now(), check_at,
                                       f"Could not check whether the server received it yet: {message}")
         self.commit()
         self.report.awaiting_proof += 1
@@ -453,11 +455,14 @@ class _Sender:
         self.commit()
         self.report.awaiting_proof += 1
 
-    def defer(self, row, message):
+    def defer(self, row, message, retry_after=None):
         if row.attempts >= row.max_attempts:
             self.fail(row, f"Gave up after {row.attempts} attempts: {message}", "temporary")
             return
-        retry = self.now() + self._backoff(row.attempts)
+        # The server's Retry-After (a 429) wins over our own backoff when it asks for longer:
+        # an early retry would only be refused again, and use up an attempt.
+        seconds = max(backoff_delay(self.settings, row.attempts), retry_after or 0)
+        retry = self.now() + dt.timedelta(seconds=seconds)
         self.ports.outbox.defer(row.id, self.now(), retry, message)
         self.commit()
         self.report.deferred += 1
@@ -467,10 +472,6 @@ class _Sender:
         self.commit()
         self.report.failed += 1
         _logger.warning("Account %s: outbox row %s failed (%s): %s", self.account_id, row.id, kind, message)
-
-    def _backoff(self, attempts):
-        seconds = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** max(attempts - 1, 0))
-        return dt.timedelta(seconds=seconds)
 
 
 def _unknown_message(reason):

@@ -81,9 +81,6 @@ class _KnownRows:
     def count(self, low, high):
         return self._index.count_live(self._folder_id, low, high)
 
-    def remote_ids(self):
-        return self._index.live_remote_ids(self._folder_id)
-
     def present(self, remote_ids):
         return self._index.live_among(self._folder_id, remote_ids)
 

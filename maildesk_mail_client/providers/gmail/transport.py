@@ -58,6 +58,7 @@ from ...application.errors import AuthenticationFailed, ConnectionFailed
 from ...application.sending import SendDeferred, SendRefused, SendUncertain, SentCopy, SentProof
 from ..api_sending import message_id_of, never_left, too_large, wait_note, with_bcc
 from .client import COSTS, RECONNECT, GmailClient, GmailConfig
+from .mapper import placement_folders
 
 _logger = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ _logger = logging.getLogger(__name__)
 MAX_UPLOAD = 47 * 1000 * 1000
 _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"})
 _SCOPE_REASONS = frozenset({"insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"})
-#: labels that are not folders of the index
-_NOT_FOLDERS = frozenset({"UNREAD", "CHAT"})
 
 
 class _NotSent(Exception):
@@ -223,11 +222,8 @@ class GmailTransport:
 
 
 def _folders(labels) -> tuple[str, ...]:
-    """The index folders of a message with these labels: each label, and All Mail unless in SPAM/TRASH."""
-    folders = [label for label in labels if label not in _NOT_FOLDERS and not label.startswith("CATEGORY_")]
-    if not {"SPAM", "TRASH"} & set(labels):
-        folders.append("ALL")
-    return tuple(dict.fromkeys(folders))
+    """The index folders of a message with these labels, exactly as the sync files it (no row it would undo)."""
+    return tuple(sorted(placement_folders(labels)))
 
 
 def _body(error: HttpError) -> dict:

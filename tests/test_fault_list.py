@@ -56,25 +56,6 @@ DELAY = 0.004  # the worker's hook sleeps this long per row, inside the transact
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def hook_log(pg_db):
-    """The table the hooks of every worker write to; yields a query function."""
-    conn = pg_db()
-    with conn.cursor() as cr:
-        cr.execute(f"""CREATE TABLE {HOOK_TABLE} (id serial PRIMARY KEY, who text, account_id int4,
-                       folder_id int4, uid int8, index_id int4, is_new bool)""")
-    conn.commit()
-
-    def rows(sql, params=()):
-        with conn.cursor() as cr:
-            cr.execute(sql, list(params) if params else None)
-            found = cr.fetchall()
-        conn.commit()
-        return found
-
-    return rows
-
-
 def make_world(pg_db, mailbox, settings, who="test", account_id=None):
     world = SyncWorld(pg_db, mailbox, settings, account_id=account_id)
     world.ctx.hooks = SlowHooks(0, world.conn.cursor(), HOOK_TABLE, who)

@@ -64,38 +64,6 @@ HOOK_TABLE = "oauth_fault_hook_log"
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def gmail():
-    with GmailServer() as server:
-        server.world.quota_per_minute = 10**9
-        yield server
-
-
-@pytest.fixture
-def graph():
-    with GraphServer() as server:
-        yield server
-
-
-@pytest.fixture
-def hook_log(pg_db):
-    conn = pg_db()
-    with conn.cursor() as cr:
-        cr.execute(f"""CREATE TABLE {HOOK_TABLE} (id serial PRIMARY KEY, who text, account_id int4,
-                       folder_id int4, remote_id text, index_id int4, is_new bool)""")
-    conn.commit()
-
-    def rows(sql, params=()):
-        with conn.cursor() as cr:
-            cr.execute(sql, list(params) if params else None)
-            found = cr.fetchall()
-        conn.commit()
-        return found
-
-    yield rows
-    conn.close()
-
-
 def logged(world, who):
     world.ctx.hooks = SlowHooks(0, world.conn.cursor(), HOOK_TABLE, who)
     return world

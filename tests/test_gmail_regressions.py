@@ -19,14 +19,6 @@ from maildesk_mail_client.repositories.inbox import InboxRepository, Scope
 
 from .harness.engine import RecordingHooks
 from .harness.gmail_engine import GmailSync, raw_message, seed
-from .harness.gmail_server import GmailServer
-
-
-@pytest.fixture
-def gmail():
-    with GmailServer() as server:
-        server.world.quota_per_minute = 10**9
-        yield server
 
 
 class TripClock:

@@ -30,13 +30,6 @@ SEED = 20250812
 HOOK_TABLE = "gmail_hook_log"
 
 
-@pytest.fixture
-def gmail():
-    with GmailServer() as server:
-        server.world.quota_per_minute = 10**9  # the quota has its own test
-        yield server
-
-
 def newest(world, key, count):
     """The ``count`` newest message ids of a folder, as Gmail lists them."""
     ids, token = [], None
@@ -432,24 +425,6 @@ def test_with_a_low_quota_the_adapter_paces_itself_instead_of_being_refused(pg_d
 # ---------------------------------------------------------------------------
 
 DELAY = 0.004
-
-
-@pytest.fixture
-def hook_log(pg_db):
-    conn = pg_db()
-    with conn.cursor() as cr:
-        cr.execute(f"""CREATE TABLE {HOOK_TABLE} (id serial PRIMARY KEY, who text, account_id int4,
-                       folder_id int4, remote_id text, index_id int4, is_new bool)""")
-    conn.commit()
-
-    def rows(sql, params=()):
-        with conn.cursor() as cr:
-            cr.execute(sql, list(params) if params else None)
-            found = cr.fetchall()
-        conn.commit()
-        return found
-
-    return rows
 
 
 def spawn(pg_db, server, sync, settings, stderr, **extra):

@@ -41,16 +41,9 @@ from maildesk_mail_client.providers.outlook.graph import GraphClient
 from maildesk_mail_client.repositories.message_index import MessageIndexRepository
 
 from .harness.engine import create_account
-from .harness.graph_server import GraphServer
 from .harness.outlook_world import OutlookWorld, query
 
 DELTA = "GET /me/mailFolders/{id}/messages/delta"
-
-
-@pytest.fixture
-def graph():
-    with GraphServer() as server:
-        yield server
 
 
 def _world(pg_db, graph, settings=None, **options):

@@ -35,7 +35,6 @@ from maildesk_mail_client.application.ports import SyncSettings
 from maildesk_mail_client.application.use_cases import repair_sparse
 from maildesk_mail_client.repositories.lease_holders import parse_holder
 
-from .harness.graph_server import GraphServer
 from .harness.outlook_world import OutlookWorld, query
 from .harness.worker import SlowHooks
 
@@ -48,30 +47,6 @@ DELAY = 0.004  # the worker's hook sleeps this long per row, inside the transact
 # ---------------------------------------------------------------------------
 # fixtures and helpers
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def graph():
-    with GraphServer() as server:
-        yield server
-
-
-@pytest.fixture
-def hook_log(pg_db):
-    conn = pg_db()
-    with conn.cursor() as cr:
-        cr.execute(f"""CREATE TABLE {HOOK_TABLE} (id serial PRIMARY KEY, who text, account_id int4,
-                       folder_id int4, uid int8, index_id int4, is_new bool)""")
-    conn.commit()
-
-    def rows(sql, params=()):
-        with conn.cursor() as cr:
-            cr.execute(sql, list(params) if params else None)
-            found = cr.fetchall()
-        conn.commit()
-        return found
-
-    return rows
 
 
 def make_world(pg_db, graph, settings=None, who="test", **options):
